@@ -1,0 +1,86 @@
+import path from "node:path";
+import { parseArgsStringToArgv } from "string-argv";
+import { envSchema, type Env } from "./env-schema.js";
+
+/** Typed, validated settings: what the rest of the code reads instead of process.env. */
+export interface Config {
+  server: { port: number; host: string };
+  sd: {
+    bin: string;
+    modelsDir: string;
+    outputDir: string;
+    modelsConfig: string | undefined;
+    threads: number | undefined;
+    /** SD_EXTRA_ARGS split into argv words (quotes honoured); never run through a shell. */
+    extraArgs: string[];
+    loraDir: string | undefined;
+    timeoutMs: number;
+    defaultModel: string;
+  };
+  llm: {
+    baseUrl: string;
+    model: string;
+    /** Ollama keep_alive as it will be sent: a number of seconds, or a duration string. */
+    keepAlive: number | string;
+    numCtx: number | undefined;
+    refineTimeoutMs: number;
+    unloadTimeoutMs: number;
+    nvidiaSmi: string | undefined;
+  };
+  gpu: { maxQueue: number; maxBatch: number };
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: { variable: string; message: string }[]) {
+    super(
+      "Invalid configuration:\n" +
+        problems.map((p) => `  ${p.variable}: ${p.message}`).join("\n"),
+    );
+    this.name = "ConfigError";
+  }
+}
+
+function parseKeepAlive(value: string): number | string {
+  return /^-?\d+(\.\d+)?$/.test(value) ? Number(value) : value;
+}
+
+/** Reads and validates the environment; throws ConfigError naming every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) => ({
+        variable: String(issue.path[0] ?? "(environment)"),
+        message: issue.message,
+      })),
+    );
+  }
+  return fromEnv(parsed.data);
+}
+
+function fromEnv(e: Env): Config {
+  return {
+    server: { port: e.PORT, host: e.HOST },
+    sd: {
+      bin: e.SD_CPP_BIN,
+      modelsDir: path.resolve(e.MODELS_DIR),
+      outputDir: path.resolve(e.OUTPUT_DIR),
+      modelsConfig: e.MODELS_CONFIG ? path.resolve(e.MODELS_CONFIG) : undefined,
+      threads: e.SD_THREADS,
+      extraArgs: parseArgsStringToArgv(e.SD_EXTRA_ARGS),
+      loraDir: e.SD_LORA_DIR ? path.resolve(e.SD_LORA_DIR) : undefined,
+      timeoutMs: e.GENERATION_TIMEOUT_S * 1000,
+      defaultModel: e.DEFAULT_IMAGE_MODEL,
+    },
+    llm: {
+      baseUrl: e.OLLAMA_BASE_URL,
+      model: e.LLM_MODEL,
+      keepAlive: parseKeepAlive(e.LLM_KEEP_ALIVE),
+      numCtx: e.LLM_NUM_CTX,
+      refineTimeoutMs: e.REFINE_TIMEOUT_S * 1000,
+      unloadTimeoutMs: e.UNLOAD_TIMEOUT_S * 1000,
+      nvidiaSmi: e.NVIDIA_SMI,
+    },
+    gpu: { maxQueue: e.MAX_QUEUE, maxBatch: e.MAX_BATCH },
+  };
+}

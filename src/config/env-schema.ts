@@ -1,0 +1,47 @@
+import { z } from "zod";
+
+/**
+ * Every environment variable DiffuGen reads, with its default. These names are the
+ * product's public interface (README lists them): rename nothing, add aliases instead.
+ */
+
+const positiveInt = z.coerce.number().int().positive();
+const nonNegativeNumber = z.coerce.number().nonnegative();
+
+/** Empty strings count as unset, so `FOO=` in a .env file falls back to the default. */
+function optional<T extends z.ZodType>(schema: T) {
+  return z.preprocess((v) => (v === "" ? undefined : v), schema.optional());
+}
+
+export const envSchema = z.object({
+  // HTTP server
+  PORT: optional(z.coerce.number().int().min(0).max(65535)).default(5199),
+  HOST: optional(z.string()).default("127.0.0.1"),
+
+  // stable-diffusion.cpp
+  SD_CPP_BIN: optional(z.string()).default("sd-cli"),
+  MODELS_DIR: optional(z.string()).default("./models"),
+  OUTPUT_DIR: optional(z.string()).default("./outputs"),
+  MODELS_CONFIG: optional(z.string()),
+  SD_THREADS: optional(positiveInt),
+  SD_EXTRA_ARGS: optional(z.string()).default(""),
+  SD_LORA_DIR: optional(z.string()),
+  GENERATION_TIMEOUT_S: optional(positiveInt).default(600),
+  DEFAULT_IMAGE_MODEL: optional(z.string()).default("sd15"),
+
+  // Ollama and the LLM
+  OLLAMA_BASE_URL: optional(z.url()).default("http://127.0.0.1:11434"),
+  LLM_MODEL: optional(z.string()).default("qwen2.5:3b"),
+  // Ollama's keep_alive: seconds as a number, or a Go duration ("5m"); negative = forever.
+  LLM_KEEP_ALIVE: optional(z.string().regex(/^-?\d+(\.\d+)?([smh]|ms)?$/, "a number of seconds or a duration like 5m")).default("-1"),
+  LLM_NUM_CTX: optional(positiveInt),
+  REFINE_TIMEOUT_S: optional(nonNegativeNumber).default(60),
+  UNLOAD_TIMEOUT_S: optional(nonNegativeNumber).default(30),
+  NVIDIA_SMI: optional(z.string()),
+
+  // GPU scheduler
+  MAX_QUEUE: optional(positiveInt).default(16),
+  MAX_BATCH: optional(positiveInt).default(8),
+});
+
+export type Env = z.infer<typeof envSchema>;
