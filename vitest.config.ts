@@ -6,6 +6,7 @@ export default defineConfig({
     // Tests spawn real processes (the sd-cli double) and real HTTP servers: keep
     // them isolated per file, and give process-heavy tests room on a 2-core box.
     pool: "forks",
+    reporters: ["default", "./tests/summary-reporter.ts"],
     testTimeout: 30_000,
     hookTimeout: 30_000,
   },

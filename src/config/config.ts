@@ -13,7 +13,7 @@ export interface Config {
     threads: number | undefined;
     /** SD_EXTRA_ARGS split into argv words (quotes honoured); never run through a shell. */
     extraArgs: string[];
-    loraDir: string | undefined;
+    loraDir: string;
     timeoutMs: number;
     defaultModel: string;
   };
@@ -68,7 +68,8 @@ function fromEnv(e: Env): Config {
       modelsConfig: e.MODELS_CONFIG ? path.resolve(e.MODELS_CONFIG) : undefined,
       threads: e.SD_THREADS,
       extraArgs: parseArgsStringToArgv(e.SD_EXTRA_ARGS),
-      loraDir: e.SD_LORA_DIR ? path.resolve(e.SD_LORA_DIR) : undefined,
+      // LoRA files live beside the models unless said otherwise.
+      loraDir: path.resolve(e.SD_LORA_DIR ?? path.join(e.MODELS_DIR, "loras")),
       timeoutMs: e.GENERATION_TIMEOUT_S * 1000,
       defaultModel: e.DEFAULT_IMAGE_MODEL,
     },
