@@ -1,0 +1,597 @@
+import {
+  AcquireAbortedError,
+  errorMessage,
+  GpuInvariantError,
+  LeaseConflictError,
+  LlmUnloadFailedError,
+  QueueFullError,
+  SchedulerClosedError,
+} from "./errors.js";
+import type { GpuEvent, GpuEventListener, GpuPhase } from "./gpu-events.js";
+import { GrantedLease, type GpuLease, type ReleaseOutcome } from "./gpu-lease.js";
+import type { LlmResidency, ReloadReport, UnloadReport } from "./llm-residency.js";
+import { LlmResidencyState } from "./llm-state.js";
+import {
+  estimateWaitMs,
+  SchedulerCounters,
+  type GpuHolderState,
+  type GpuSchedulerState,
+  type GpuSchedulerStats,
+} from "./scheduler-stats.js";
+
+/**
+ * The GPU scheduler: the one long-lived owner of the VRAM invariant (DESIGN.md). The GPU
+ * holds either the LLM or the diffusion model, never both:
+ *
+ * - `diffusion` leases are exclusive and granted only once the LLM is confirmed out of
+ *   VRAM (`llm.unloadAll()` resolved); `llm` leases are shared and never granted while a
+ *   diffusion lease is held.
+ * - When diffusion work runs out (or the batch must yield), the LLM is reloaded once.
+ *
+ * Fairness, in four rules (each bounds someone's wait):
+ *
+ * 1. With the GPU idle and the LLM in place, the job that has waited longest decides which
+ *    phase goes next.
+ * 2. Batching: inside a diffusion batch (LLM out), the next waiting diffusion job gets the
+ *    GPU straight away, ahead of LLM jobs that arrived earlier, until the batch has run
+ *    `maxBatch` jobs while LLM work waits. Then the LLM is reloaded and the LLM work goes.
+ *    Without LLM work waiting a batch runs as long as diffusion jobs keep coming.
+ * 3. When the GPU switches to the LLM phase (or a reload finishes), every LLM job waiting at
+ *    that moment is granted: they share the LLM.
+ * 4. While LLM leases are held, a new LLM job joins them at once only if no diffusion job
+ *    is waiting; otherwise it queues behind it, the held leases drain, and diffusion goes.
+ *
+ * So an LLM job waits for at most the running diffusion job plus `maxBatch` more, and a
+ * diffusion job for at most one LLM phase (the leases held plus those waiting when it began).
+ *
+ * Nothing here uses timers or polls: every decision is taken in `#decide()`, which runs
+ * after each acquire, release, abort, and unload/reload completion.
+ */
+
+export interface GpuSchedulerOptions {
+  llm: LlmResidency;
+  /** Jobs that may wait; one more is refused with QueueFullError. Default 16. */
+  maxQueue?: number | undefined;
+  /** Diffusion jobs a batch may run while LLM work waits. Default 8. */
+  maxBatch?: number | undefined;
+  log?: ((message: string, fields: Record<string, unknown>) => void) | undefined;
+  /** Clock in ms (tests inject one). Default Date.now. */
+  now?: (() => number) | undefined;
+}
+
+export interface AcquireOptions {
+  jobId: string;
+  /** Aborting while waiting leaves the queue at once; it does not release a granted lease. */
+  signal?: AbortSignal | undefined;
+  /** Queue position and swap events for this job (delivered asynchronously, in order). */
+  onEvent?: GpuEventListener | undefined;
+}
+
+export const DEFAULT_MAX_QUEUE = 16;
+export const DEFAULT_MAX_BATCH = 8;
+
+/** Someone events can be sent to: a waiting job, or a job that released the GPU. */
+interface Job {
+  readonly jobId: string;
+  readonly onEvent: GpuEventListener | undefined;
+}
+
+interface Waiter extends Job {
+  readonly phase: GpuPhase;
+  readonly enqueuedAt: number;
+  /** The last position announced in a `queued` event. */
+  announcedPosition: number | undefined;
+  grant(lease: GpuLease): void;
+  fail(error: Error): void;
+}
+
+type Holder =
+  | { kind: "idle" }
+  | { kind: "llm"; leases: Set<GrantedLease>; since: number }
+  | { kind: "diffusion"; lease: GrantedLease };
+
+/** What one decision did (the release of a diffusion lease reports it back). */
+type Step =
+  | { kind: "wait" }
+  | { kind: "granted_llm"; jobIds: string[] }
+  | { kind: "granted_diffusion"; jobId: string }
+  | { kind: "unloading"; forJobId: string }
+  | { kind: "reloading"; done: Promise<ReleaseOutcome> };
+
+type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+const IDLE: Holder = { kind: "idle" };
+const WAIT: Step = { kind: "wait" };
+const NOTHING: ReleaseOutcome = { kind: "none" };
+
+export class GpuScheduler {
+  readonly maxQueue: number;
+  readonly maxBatch: number;
+
+  readonly #llm: LlmResidency;
+  readonly #log: (message: string, fields: Record<string, unknown>) => void;
+  readonly #now: () => number;
+  readonly #llmState: LlmResidencyState;
+  readonly #counters = new SchedulerCounters();
+
+  #holder: Holder = IDLE;
+  /** Waiting jobs in arrival order. */
+  #queue: Waiter[] = [];
+  /** The diffusion batch in progress: set by a confirmed unload, ended by the next reload. */
+  #batch: { jobs: number } | undefined;
+  #closing = false;
+  #onSettled: (() => void)[] = [];
+
+  constructor(options: GpuSchedulerOptions) {
+    this.maxQueue = positiveInteger("maxQueue", options.maxQueue ?? DEFAULT_MAX_QUEUE);
+    this.maxBatch = positiveInteger("maxBatch", options.maxBatch ?? DEFAULT_MAX_BATCH);
+    this.#llm = options.llm;
+    this.#log = options.log ?? (() => {});
+    this.#now = options.now ?? Date.now;
+    this.#llmState = new LlmResidencyState(this.#now);
+  }
+
+  // ---------------------------------------------------------------- public API
+
+  /**
+   * Waits for the GPU in `phase`. Rejects at once with QueueFullError (queue at maxQueue),
+   * SchedulerClosedError (shutting down), LeaseConflictError (the job would wait for
+   * itself) or AcquireAbortedError (signal already aborted); later with AcquireAbortedError
+   * when the signal fires while waiting, or with the control plane's own error when the LLM
+   * would not leave VRAM for this diffusion job.
+   */
+  acquire(phase: GpuPhase, options: AcquireOptions): Promise<GpuLease> {
+    const { jobId, signal, onEvent } = options;
+    const refused = this.#refusal(phase, jobId, signal);
+    if (refused) return Promise.reject(refused);
+
+    return new Promise<GpuLease>((resolve, reject) => {
+      const onAbort = (): void => this.#abandon(waiter, signal?.reason);
+      const waiter: Waiter = {
+        jobId,
+        phase,
+        onEvent,
+        enqueuedAt: this.#now(),
+        announcedPosition: undefined,
+        grant: (lease) => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(lease);
+        },
+        fail: (error) => {
+          signal?.removeEventListener("abort", onAbort);
+          reject(error);
+        },
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#queue.push(waiter);
+      this.#advance();
+    });
+  }
+
+  /** A compact snapshot: LLM state, who holds the GPU, who waits. */
+  state(): GpuSchedulerState {
+    return {
+      llm: this.#llmState.state,
+      gpu: this.#holderState(),
+      queue: this.#queue.map(({ jobId, phase }) => ({ jobId, phase })),
+      batchJobs: this.#batch?.jobs,
+      closing: this.#closing,
+    };
+  }
+
+  stats(): GpuSchedulerStats {
+    const now = this.#now();
+    const c = this.#counters;
+    return {
+      llm: this.#llmState.snapshot(),
+      gpu: this.#holderState(),
+      queue: this.#queue.map((w, index) => ({
+        jobId: w.jobId,
+        phase: w.phase,
+        position: index + 1,
+        waitingMs: now - w.enqueuedAt,
+      })),
+      unloads: c.unloads.summary(),
+      reloads: c.reloads.summary(),
+      failures: { ...c.failures, last: c.failures.last && { ...c.failures.last } },
+      waits: { llm: c.waits.llm.summary(), diffusion: c.waits.diffusion.summary() },
+      holds: { llm: c.holds.llm.summary(), diffusion: c.holds.diffusion.summary() },
+      grants: { ...c.grants },
+      diffusionBatches: { ...c.batches },
+      rejected: { ...c.rejected },
+    };
+  }
+
+  /**
+   * Resolves once nothing is held, nobody waits, no unload/reload is running and the LLM
+   * has been put back (or the attempt to put it back failed).
+   */
+  whenSettled(): Promise<void> {
+    if (this.#settled) return Promise.resolve();
+    return new Promise((resolve) => this.#onSettled.push(resolve));
+  }
+
+  /** Shutdown that finishes the queue: refuse new acquires, serve the waiting ones, leave the LLM loaded. */
+  drain(): Promise<void> {
+    this.#closing = true;
+    this.#advance();
+    return this.whenSettled();
+  }
+
+  /** Shutdown now: refuse new acquires, reject waiting ones, wait for holders, leave the LLM loaded. */
+  close(): Promise<void> {
+    this.#closing = true;
+    for (const waiter of [...this.#queue]) {
+      this.#take(waiter);
+      this.#counters.rejected.closed += 1;
+      waiter.fail(new SchedulerClosedError(waiter.jobId));
+    }
+    this.#advance();
+    return this.whenSettled();
+  }
+
+  // ---------------------------------------------------------------- deciding
+
+  /** Runs the decision, then tells waiting jobs where they stand. */
+  #advance(cause?: Job): Step {
+    const step = this.#decide(cause);
+    this.#announcePositions();
+    if (this.#settled) for (const resolve of this.#onSettled.splice(0)) resolve();
+    return step;
+  }
+
+  /**
+   * The one place that decides what the GPU does next. `cause` is the job whose release led
+   * here: it hears about the reload it triggered.
+   */
+  #decide(cause: Job | undefined): Step {
+    if (this.#llmState.busy) return WAIT; // an unload or reload is running; its end comes back here
+    const holder = this.#holder;
+    if (holder.kind === "diffusion") return WAIT; // exclusive until released
+
+    const nextDiffusion = this.#queue.find((w) => w.phase === "diffusion");
+    const llmWaiting = this.#queue.some((w) => w.phase === "llm");
+
+    if (holder.kind === "llm") {
+      // Rule 4: a waiting diffusion job closes the door on newcomers; the leases drain.
+      if (nextDiffusion || !llmWaiting) return WAIT;
+      return this.#serveLlm(cause);
+    }
+
+    const next = this.#nextPhase(nextDiffusion, llmWaiting);
+    if (next === "diffusion" && nextDiffusion) return this.#serveDiffusion(nextDiffusion);
+    if (next === "llm") return this.#serveLlm(cause);
+    // Nobody waits. Invariant 3: the GPU is not left idle with the LLM taken out.
+    if (this.#llmState.confirmedOut) return this.#startReload(cause);
+    return WAIT;
+  }
+
+  /** The GPU is idle: which phase goes next (rules 1 and 2). */
+  #nextPhase(nextDiffusion: Waiter | undefined, llmWaiting: boolean): GpuPhase | undefined {
+    if (!nextDiffusion) return llmWaiting ? "llm" : undefined;
+    if (!llmWaiting) return "diffusion";
+    if (this.#batch) return this.#batch.jobs < this.maxBatch ? "diffusion" : "llm";
+    return this.#queue[0]?.phase;
+  }
+
+  #serveDiffusion(next: Waiter): Step {
+    // Unknown, resident or failed: it may be in VRAM. Only a confirmed unload lets diffusion in.
+    if (this.#llmState.confirmedOut) return this.#grantDiffusion(next);
+    return this.#startUnload(next);
+  }
+
+  #serveLlm(cause: Job | undefined): Step {
+    if (this.#llmState.needsReload) return this.#startReload(cause);
+    return this.#grantLlmWaiters();
+  }
+
+  // ---------------------------------------------------------------- granting
+
+  #grantDiffusion(waiter: Waiter): Step {
+    if (this.#holder.kind !== "idle" || !this.#llmState.confirmedOut || !this.#batch) {
+      throw new GpuInvariantError(
+        `diffusion grant for ${waiter.jobId} with GPU ${this.#holder.kind} and LLM ${this.#llmState.state}`,
+      );
+    }
+    this.#take(waiter);
+    this.#batch.jobs += 1;
+    const lease = this.#lease(waiter);
+    this.#holder = { kind: "diffusion", lease };
+    this.#log("GPU granted", { jobId: waiter.jobId, phase: "diffusion", batchJobs: this.#batch.jobs });
+    waiter.grant(lease);
+    return { kind: "granted_diffusion", jobId: waiter.jobId };
+  }
+
+  /** Grants every waiting LLM job (rule 3). */
+  #grantLlmWaiters(): Step {
+    const waiters = this.#queue.filter((w) => w.phase === "llm");
+    if (waiters.length === 0) return WAIT;
+    const holder = this.#holder;
+    if (holder.kind === "diffusion" || this.#llmState.busy || this.#llmState.confirmedOut) {
+      throw new GpuInvariantError(`LLM grant with GPU ${holder.kind} and LLM ${this.#llmState.state}`);
+    }
+    const llmHolder = holder.kind === "llm" ? holder : { kind: "llm" as const, leases: new Set<GrantedLease>(), since: this.#now() };
+    this.#holder = llmHolder;
+    for (const waiter of waiters) {
+      this.#take(waiter);
+      const lease = this.#lease(waiter);
+      llmHolder.leases.add(lease);
+      waiter.grant(lease);
+    }
+    this.#log("GPU granted", { jobIds: waiters.map((w) => w.jobId), phase: "llm", leases: llmHolder.leases.size });
+    return { kind: "granted_llm", jobIds: waiters.map((w) => w.jobId) };
+  }
+
+  #lease(waiter: Waiter): GrantedLease {
+    const now = this.#now();
+    const waitedMs = now - waiter.enqueuedAt;
+    this.#counters.waits[waiter.phase].record(waitedMs);
+    this.#counters.grants[waiter.phase] += 1;
+    this.#emit(waiter, { type: "granted", phase: waiter.phase, waitedMs });
+    return new GrantedLease(waiter.jobId, waiter.phase, now, waitedMs, (lease) => this.#release(lease, waiter));
+  }
+
+  /** Called once per lease (GrantedLease makes release idempotent). */
+  async #release(lease: GrantedLease, job: Job): Promise<ReleaseOutcome> {
+    try {
+      this.#counters.holds[lease.phase].record(this.#now() - lease.grantedAt);
+      const holder = this.#holder;
+      if (lease.phase === "llm") {
+        if (holder.kind !== "llm" || !holder.leases.delete(lease)) {
+          throw new GpuInvariantError(`LLM lease of ${lease.jobId} released while GPU is ${holder.kind}`);
+        }
+        if (holder.leases.size === 0) this.#holder = IDLE;
+        this.#log("GPU released", { jobId: lease.jobId, phase: "llm", leases: holder.leases.size });
+        this.#advance();
+        return NOTHING;
+      }
+      if (holder.kind !== "diffusion" || holder.lease !== lease) {
+        throw new GpuInvariantError(`diffusion lease of ${lease.jobId} released while GPU is ${holder.kind}`);
+      }
+      this.#holder = IDLE;
+      this.#log("GPU released", { jobId: lease.jobId, phase: "diffusion" });
+      const step = this.#advance(job);
+      if (step.kind === "granted_diffusion") return { kind: "handed_over", toJobId: step.jobId };
+      if (step.kind === "reloading") return await step.done;
+      return NOTHING;
+    } catch (error) {
+      this.#log("GPU release failed", { jobId: lease.jobId, phase: lease.phase, error: errorMessage(error) });
+      return NOTHING;
+    }
+  }
+
+  // ---------------------------------------------------------------- unload / reload
+
+  #startUnload(forJob: Waiter): Step {
+    const from = this.#llmState.state;
+    this.#llmState.beginUnload();
+    const startedAt = this.#now();
+    this.#log("unloading LLM", { jobId: forJob.jobId, from });
+    this.#announcePositions(); // "queued" comes before "unloading_llm" for the job this is for
+    this.#emit(forJob, { type: "unloading_llm" });
+    // No signal: an unload is never abandoned half-way, even if forJob stops waiting.
+    void settle(() => this.#llm.unloadAll()).then((result) =>
+      this.#safely("finishing unload", undefined, () => this.#finishUnload(forJob, startedAt, result)),
+    );
+    return { kind: "unloading", forJobId: forJob.jobId };
+  }
+
+  #finishUnload(forJob: Waiter, startedAt: number, result: Settled<UnloadReport>): void {
+    const durationMs = this.#now() - startedAt;
+    if (result.ok) {
+      const report = result.value;
+      this.#llmState.unloaded();
+      this.#counters.unloads.record(durationMs);
+      this.#counters.batchStarted();
+      this.#batch = { jobs: 0 };
+      this.#log("LLM unloaded", { durationMs, models: report.unloaded, reachable: report.reachable });
+      // The GPU goes to the first diffusion job still waiting: forJob, unless it gave up meanwhile.
+      const next = this.#queue.find((w) => w.phase === "diffusion");
+      if (next) {
+        this.#emit(next, {
+          type: "llm_unloaded",
+          durationMs,
+          models: report.unloaded,
+          reachable: report.reachable,
+          freeVramMiB: report.freeVramMiB,
+        });
+      }
+      this.#advance();
+      return;
+    }
+
+    // A model would not leave: forJob cannot start. Put the LLM back so chat keeps working,
+    // then go on with the next waiter (a diffusion job behind tries its own unload).
+    const message = errorMessage(result.error);
+    this.#llmState.unloadFailed(message);
+    this.#counters.recordFailure("unload", message, this.#now());
+    this.#log("LLM unload failed", { jobId: forJob.jobId, durationMs, error: message });
+    if (this.#take(forJob)) {
+      this.#emit(forJob, { type: "llm_unload_failed", durationMs, error: message });
+      forJob.fail(result.error instanceof Error ? result.error : new LlmUnloadFailedError(message, { cause: result.error }));
+    }
+    this.#startReload(undefined);
+    this.#advance();
+  }
+
+  #startReload(cause: Job | undefined): Step {
+    const from = this.#llmState.state;
+    this.#llmState.beginLoad();
+    if (this.#batch) {
+      this.#counters.batchEnded(this.#batch.jobs);
+      this.#batch = undefined;
+    }
+    const startedAt = this.#now();
+    this.#log("reloading LLM", { from, jobId: cause?.jobId });
+    this.#announcePositions(); // "queued" comes before "reloading_llm" for the LLM jobs waiting for it
+    this.#emitToReloadAudience(cause, { type: "reloading_llm" });
+    const done = settle(() => this.#llm.reload()).then((result) =>
+      this.#safely("finishing reload", NOTHING, () => this.#finishReload(cause, startedAt, result)),
+    );
+    return { kind: "reloading", done };
+  }
+
+  #finishReload(cause: Job | undefined, startedAt: number, result: Settled<ReloadReport>): ReleaseOutcome {
+    const durationMs = this.#now() - startedAt;
+    let event: GpuEvent;
+    let outcome: ReleaseOutcome;
+    if (result.ok && result.value.reachable) {
+      const report = result.value;
+      this.#llmState.loaded();
+      this.#counters.reloads.record(durationMs);
+      this.#log("LLM reloaded", { durationMs, model: report.model, fullyOnGpu: report.fullyOnGpu, warning: report.warning });
+      event = { type: "llm_reloaded", durationMs, model: report.model, fullyOnGpu: report.fullyOnGpu, warning: report.warning };
+      outcome = { kind: "llm_reloaded", report };
+    } else {
+      const message = result.ok
+        ? `Ollama is not reachable; ${result.value.model} was not loaded`
+        : errorMessage(result.error);
+      this.#llmState.loadFailed(message);
+      this.#counters.recordFailure("reload", message, this.#now());
+      this.#log("LLM reload failed", { durationMs, error: message });
+      event = { type: "llm_reload_failed", durationMs, error: message };
+      outcome = { kind: "llm_reload_failed", error: message };
+    }
+    this.#emitToReloadAudience(cause, event);
+    // Rule 3. Also after a failure: nothing else is on the GPU, their own calls will say why,
+    // and the next LLM acquire tries the reload again.
+    this.#grantLlmWaiters();
+    this.#advance();
+    return outcome;
+  }
+
+  // ---------------------------------------------------------------- queue bookkeeping
+
+  #refusal(phase: GpuPhase, jobId: string, signal: AbortSignal | undefined): Error | undefined {
+    const rejected = this.#counters.rejected;
+    if (this.#closing) {
+      rejected.closed += 1;
+      return new SchedulerClosedError(jobId);
+    }
+    if (signal?.aborted) {
+      rejected.aborted += 1;
+      return new AcquireAbortedError(jobId, phase, signal.reason);
+    }
+    const held = this.#heldPhase(jobId);
+    if (held === "diffusion" || (held === "llm" && phase === "diffusion")) {
+      rejected.conflicts += 1;
+      return new LeaseConflictError(jobId, phase, held);
+    }
+    if (this.#queue.length >= this.maxQueue) {
+      rejected.queueFull += 1;
+      const waitMs = estimateWaitMs(this.#counters, this.#holderState(), this.#queue, this.#now());
+      return new QueueFullError(Math.max(1, Math.ceil(waitMs / 1000)), this.#queue.length, this.maxQueue);
+    }
+    return undefined;
+  }
+
+  /** The job's signal fired while it waited: it leaves the line at once. */
+  #abandon(waiter: Waiter, reason: unknown): void {
+    if (!this.#take(waiter)) return;
+    this.#counters.rejected.aborted += 1;
+    this.#log("job stopped waiting", { jobId: waiter.jobId, phase: waiter.phase });
+    waiter.fail(new AcquireAbortedError(waiter.jobId, waiter.phase, reason));
+    this.#advance();
+  }
+
+  /** Removes a waiter from the queue; false if it had already left. */
+  #take(waiter: Waiter): boolean {
+    const index = this.#queue.indexOf(waiter);
+    if (index < 0) return false;
+    this.#queue.splice(index, 1);
+    return true;
+  }
+
+  #announcePositions(): void {
+    this.#queue.forEach((waiter, index) => {
+      const position = index + 1;
+      if (waiter.announcedPosition === position) return;
+      waiter.announcedPosition = position;
+      this.#emit(waiter, { type: "queued", phase: waiter.phase, position, ahead: index });
+    });
+  }
+
+  get #settled(): boolean {
+    return (
+      this.#holder.kind === "idle" &&
+      this.#queue.length === 0 &&
+      !this.#llmState.busy &&
+      !this.#llmState.confirmedOut
+    );
+  }
+
+  #heldPhase(jobId: string): GpuPhase | undefined {
+    const holder = this.#holder;
+    if (holder.kind === "diffusion") return holder.lease.jobId === jobId ? "diffusion" : undefined;
+    if (holder.kind === "llm") {
+      for (const lease of holder.leases) if (lease.jobId === jobId) return "llm";
+    }
+    return undefined;
+  }
+
+  #holderState(): GpuHolderState {
+    const holder = this.#holder;
+    switch (holder.kind) {
+      case "idle":
+        return { kind: "idle" };
+      case "llm":
+        return {
+          kind: "llm",
+          leases: holder.leases.size,
+          jobIds: [...holder.leases].map((lease) => lease.jobId),
+          since: holder.since,
+        };
+      case "diffusion":
+        return { kind: "diffusion", jobId: holder.lease.jobId, since: holder.lease.grantedAt };
+    }
+  }
+
+  // ---------------------------------------------------------------- events
+
+  /** The job that triggered a reload, and every LLM job waiting for it. */
+  #emitToReloadAudience(cause: Job | undefined, event: GpuEvent): void {
+    if (cause) this.#emit(cause, event);
+    for (const waiter of this.#queue) if (waiter.phase === "llm" && waiter !== cause) this.#emit(waiter, event);
+  }
+
+  /**
+   * Listeners run in a microtask, in order: the scheduler's state is consistent before any
+   * outside code runs, and a listener cannot re-enter a decision half-way.
+   */
+  #emit(job: Job, event: GpuEvent): void {
+    const listener = job.onEvent;
+    if (!listener) return;
+    queueMicrotask(() => {
+      try {
+        listener(event);
+      } catch (error) {
+        this.#log("GPU event listener threw", { jobId: job.jobId, type: event.type, error: errorMessage(error) });
+      }
+    });
+  }
+
+  #safely<T>(what: string, fallback: T, run: () => T): T {
+    try {
+      return run();
+    } catch (error) {
+      this.#log(`GPU scheduler failed ${what}`, { error: errorMessage(error), llm: this.#llmState.state });
+      return fallback;
+    }
+  }
+}
+
+function settle<T>(call: () => Promise<T>): Promise<Settled<T>> {
+  try {
+    return call().then(
+      (value): Settled<T> => ({ ok: true, value }),
+      (error: unknown): Settled<T> => ({ ok: false, error }),
+    );
+  } catch (error) {
+    return Promise.resolve({ ok: false, error });
+  }
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got ${value}`);
+  return value;
+}

@@ -1,0 +1,27 @@
+export {
+  GpuScheduler,
+  DEFAULT_MAX_BATCH,
+  DEFAULT_MAX_QUEUE,
+  type AcquireOptions,
+  type GpuSchedulerOptions,
+} from "./gpu-scheduler.js";
+export type { GpuLease, ReleaseOutcome } from "./gpu-lease.js";
+export type { GpuEvent, GpuEventListener, GpuEventType, GpuPhase } from "./gpu-events.js";
+export type { LlmState, LlmStateSnapshot } from "./llm-state.js";
+export type {
+  DurationSummary,
+  GpuHolderState,
+  GpuSchedulerState,
+  GpuSchedulerStats,
+  QueuedJob,
+} from "./scheduler-stats.js";
+export type { LlmResidency, ReloadReport, UnloadReport } from "./llm-residency.js";
+export {
+  AcquireAbortedError,
+  GpuInvariantError,
+  GpuSchedulerError,
+  LeaseConflictError,
+  LlmUnloadFailedError,
+  QueueFullError,
+  SchedulerClosedError,
+} from "./errors.js";
