@@ -1,0 +1,53 @@
+import { END, START, StateGraph } from "@langchain/langgraph";
+import { z } from "zod";
+import type { DiffugenContext } from "./diffugen/dependencies.js";
+import { diffuse } from "./diffugen/nodes/diffuse.js";
+import { refine } from "./diffugen/nodes/refine.js";
+import { reload } from "./diffugen/nodes/reload.js";
+import { reply } from "./diffugen/nodes/reply.js";
+import { unload } from "./diffugen/nodes/unload.js";
+import { DiffugenState, type DiffugenStateValue } from "./diffugen/state.js";
+
+/**
+ * DiffuGen as one sentence:
+ *
+ *   START → refine → unload → diffuse → reload → END
+ *                 ↘ reply → END            (chat, when the user did not ask for a picture)
+ *
+ * Nodes are thin: they call the refiner, the GPU scheduler and the sd.cpp runner in src/.
+ * Progress leaves through the custom stream as the one ProgressEvent type.
+ */
+
+/** After refine: answer in words, draw, or stop at a request that cannot be drawn. */
+export function routeAfterRefine(state: DiffugenStateValue): "reply" | "unload" | typeof END {
+  if (state.error) return END;
+  return state.intent === "reply" ? "reply" : "unload";
+}
+
+/** After unload: without the GPU there is nothing to draw (the scheduler kept the LLM loaded). */
+export function routeAfterUnload(state: DiffugenStateValue): "diffuse" | typeof END {
+  return state.error ? END : "diffuse";
+}
+
+const contextSchema = z.object({ deps: z.custom<DiffugenContext["deps"]>().optional() });
+
+export const builder = new StateGraph(DiffugenState, contextSchema)
+  .addNode("refine", refine)
+  .addNode("reply", reply)
+  .addNode("unload", unload)
+  .addNode("diffuse", diffuse)
+  .addNode("reload", reload)
+  .addEdge(START, "refine")
+  .addConditionalEdges("refine", routeAfterRefine, ["reply", "unload", END])
+  .addEdge("reply", END)
+  .addConditionalEdges("unload", routeAfterUnload, ["diffuse", END])
+  // A failed diffusion still goes through reload: the LLM always comes back.
+  .addEdge("diffuse", "reload")
+  .addEdge("reload", END);
+
+/**
+ * The graph langgraph.json names. Runs without a `context.deps` (LangGraph Studio) use the
+ * process-wide capabilities built from the environment on first use.
+ */
+export const graph = builder.compile();
+graph.name = "diffugen";

@@ -1,0 +1,72 @@
+import { generateImages } from "../../../src/diffusion/index.js";
+import { progressIn } from "../../../src/events/progress-event.js";
+import { leaseBook, nodeKit, throwIfCancelled, type NodeRuntime } from "../node-kit.js";
+import { fromSdEvent } from "../progress.js";
+import type { DiffugenStateUpdate, DiffugenStateValue, GeneratedImage } from "../state.js";
+
+/**
+ * diffuse: run sd.cpp with the refined prompt while holding the GPU, streaming its real
+ * progress. The lease is given back on every way out, so the LLM reload starts as soon as
+ * the image is saved; `reload` reports it.
+ */
+export async function diffuse(state: DiffugenStateValue, runtime: NodeRuntime): Promise<DiffugenStateUpdate> {
+  const kit = nodeKit("diffuse", state, runtime);
+  const { params, refined } = state;
+  try {
+    if (!leaseBook.lease(kit.jobId)) throw new Error("diffuse ran without a GPU lease");
+    if (!params || !refined) throw new Error("diffuse ran before refine resolved the request");
+    const result = await generateImages(
+      {
+        prompt: refined.prompt,
+        negativePrompt: refined.negativePrompt,
+        model: state.model,
+        width: params.width,
+        height: params.height,
+        steps: params.steps,
+        cfgScale: params.cfgScale,
+        guidance: params.guidance,
+        samplingMethod: params.samplingMethod as never,
+        scheduler: params.scheduler as never,
+        seed: params.seed,
+        batchCount: params.batchCount,
+        initImage: params.initImage,
+        strength: params.strength,
+        vaeTiling: params.vaeTiling,
+      },
+      kit.deps,
+      {
+        signal: runtime.signal,
+        preview: kit.deps.preview,
+        env: kit.deps.sdEnv,
+        onEvent: (event) => {
+          const progress = fromSdEvent(event);
+          if (progress) kit.emit(progress);
+        },
+      },
+    );
+    const images: GeneratedImage[] = result.images.map((image) => ({
+      path: image.path,
+      seed: image.seed,
+      width: image.width,
+      height: image.height,
+      index: image.index,
+    }));
+    // Each image goes out now, before the LLM reload: a client never waits for Ollama.
+    for (const image of images) {
+      kit.emit({
+        kind: "image",
+        phase: "saving",
+        progress: progressIn("saving", 1),
+        message: `Image ${image.index + 1}/${images.length} ready (seed ${image.seed})`,
+        at: Date.now(),
+        ...image,
+      });
+    }
+    return { images, params: result.params, timings: kit.timed() };
+  } catch (err) {
+    throwIfCancelled(runtime);
+    return kit.fail(err);
+  } finally {
+    void leaseBook.release(kit.jobId);
+  }
+}

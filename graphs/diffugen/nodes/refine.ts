@@ -1,0 +1,137 @@
+import { randomUUID } from "node:crypto";
+import { resolveGenerationParams, type GenerationParams } from "../../../src/diffusion/index.js";
+import type { GpuLease } from "../../../src/gpu/index.js";
+import type { ChatDecision, RefinedPrompt, RefineInput } from "../../../src/llm/index.js";
+import type { ModelEntry } from "../../../src/models/index.js";
+import { nodeKit, throwIfCancelled, type NodeKit, type NodeRuntime } from "../node-kit.js";
+import { fromGpuEvent, seconds, status, warning } from "../progress.js";
+import type { DiffugenStateUpdate, DiffugenStateValue } from "../state.js";
+
+/**
+ * refine: check the request, then let the LLM turn it into a good prompt (image mode) or
+ * decide between drawing and replying (chat mode). Everything that can be checked is
+ * checked here, before the LLM leaves VRAM for a request that could never be drawn.
+ */
+export async function refine(state: DiffugenStateValue, runtime: NodeRuntime): Promise<DiffugenStateUpdate> {
+  const jobId = state.jobId ?? randomUUID();
+  const kit = nodeKit("refine", { ...state, jobId, timings: {} }, runtime);
+  // A thread may run the graph again: start from a clean slate but keep the request.
+  const fresh: DiffugenStateUpdate = {
+    jobId,
+    images: [],
+    warnings: [],
+    error: undefined,
+    refined: undefined,
+    intent: undefined,
+    replyText: undefined,
+  };
+
+  let entry: ModelEntry;
+  let params: GenerationParams;
+  try {
+    entry = kit.deps.registry.resolve(state.request.model);
+    params = resolveGenerationParams(state.request, entry);
+    if (state.mode === "image") kit.deps.registry.assertFilesPresent(entry);
+  } catch (err) {
+    return { ...fresh, ...kit.fail(err) };
+  }
+  const input: RefineInput = {
+    request: state.request.prompt,
+    family: entry.family,
+    history: state.messages,
+    previousPrompt: state.previousPrompt,
+    negativePrompt: state.request.negativePrompt,
+  };
+
+  if (state.mode === "image" && !state.refinePrompt) {
+    const refined = { prompt: params.prompt, negativePrompt: params.negativePrompt, fellBack: false };
+    kit.emit({ ...status("refining", "Using the prompt as written", 1), kind: "refined", ...refined });
+    return { ...fresh, intent: "draw", refined, model: entry.name, params, timings: kit.timed() };
+  }
+
+  let answer: ChatDecision;
+  try {
+    answer = await withLlm(kit, runtime, () => {
+      kit.emit(status("refining", state.mode === "chat" ? "Reading your message" : `Refining the prompt with ${kit.deps.config.llm.model}`));
+      return state.mode === "chat"
+        ? kit.deps.refiner.decide(input, runtime.signal)
+        : kit.deps.refiner.refine(input, runtime.signal).then((r): ChatDecision => ({ intent: "draw", ...r }));
+    });
+  } catch (err) {
+    throwIfCancelled(runtime);
+    return { ...fresh, ...kit.fail(err) };
+  }
+  const warnings = answer.warning ? [answer.warning] : [];
+  if (answer.warning) kit.emit(warning("refining", answer.warning));
+
+  if (answer.intent === "reply") {
+    return { ...fresh, intent: "reply", replyText: answer.reply, warnings, timings: kit.timed() };
+  }
+  return drawWith(answer, { kit, entry, params, fresh, warnings });
+}
+
+/** Holds an LLM lease for the call: no LLM call may reach Ollama while an image job holds the GPU. */
+async function withLlm<T>(kit: NodeKit, runtime: NodeRuntime, call: () => Promise<T>): Promise<T> {
+  const lease: GpuLease = await kit.deps.scheduler.acquire("llm", {
+    jobId: kit.jobId,
+    signal: runtime.signal,
+    onEvent: (event) => {
+      const progress = fromGpuEvent(event);
+      if (progress) kit.emit(progress);
+    },
+  });
+  try {
+    return await call();
+  } finally {
+    await lease.release();
+  }
+}
+
+function drawWith(
+  answer: RefinedPrompt,
+  ctx: { kit: NodeKit; entry: ModelEntry; params: GenerationParams; fresh: DiffugenStateUpdate; warnings: string[] },
+): DiffugenStateUpdate {
+  const { kit, entry, fresh, warnings } = ctx;
+  let params: GenerationParams;
+  try {
+    // The same checks on the words the LLM wrote; the seed drawn above stays.
+    params = {
+      ...resolveGenerationParams(
+        { ...refinedRequestOf(ctx.params), prompt: answer.prompt, negativePrompt: answer.negativePrompt },
+        entry,
+      ),
+      randomSeed: ctx.params.randomSeed,
+    };
+    kit.deps.registry.assertFilesPresent(entry);
+  } catch (err) {
+    return { ...fresh, ...kit.fail(err), warnings };
+  }
+  const refined = { prompt: params.prompt, negativePrompt: params.negativePrompt, fellBack: answer.fellBack, warning: answer.warning };
+  kit.emit({
+    ...status("refining", answer.fellBack ? "Using your prompt as written" : `Prompt refined in ${seconds(answer.durationMs)}`, 1),
+    kind: "refined",
+    prompt: refined.prompt,
+    negativePrompt: refined.negativePrompt,
+    fellBack: refined.fellBack,
+  });
+  return { ...fresh, intent: "draw", refined, model: entry.name, params, warnings, timings: kit.timed() };
+}
+
+/** The request that reproduces resolved parameters exactly (seed fixed). */
+function refinedRequestOf(params: GenerationParams) {
+  return {
+    prompt: params.prompt,
+    width: params.width,
+    height: params.height,
+    steps: params.steps,
+    cfgScale: params.cfgScale,
+    guidance: params.guidance,
+    samplingMethod: params.samplingMethod as never,
+    scheduler: params.scheduler as never,
+    seed: params.seed,
+    batchCount: params.batchCount,
+    initImage: params.initImage,
+    strength: params.strength,
+    vaeTiling: params.vaeTiling,
+  };
+}

@@ -1,0 +1,49 @@
+import { nodeKit, leaseBook, type NodeRuntime } from "../node-kit.js";
+import { seconds, status, warning } from "../progress.js";
+import type { DiffugenStateUpdate, DiffugenStateValue } from "../state.js";
+
+/**
+ * reload: wait for what giving the GPU back set off, and say it. Usually the scheduler
+ * reloads the LLM; when another image job was waiting it got the GPU instead, and the
+ * LLM comes back once, after the last of them.
+ */
+export async function reload(state: DiffugenStateValue, runtime: NodeRuntime): Promise<DiffugenStateUpdate> {
+  const kit = nodeKit("reload", state, runtime);
+  const outcome = leaseBook.takeOutcome(kit.jobId);
+  const warnings = [...state.warnings];
+  if (outcome) {
+    kit.emit(status("reloading_llm", `Bringing ${kit.deps.config.llm.model} back into VRAM`));
+    const result = await outcome;
+    switch (result.kind) {
+      case "llm_reloaded": {
+        const report = result.report;
+        const text = !report.reachable
+          ? "Ollama is not reachable: the LLM could not be reloaded"
+          : `${report.model} back in VRAM in ${seconds(report.durationMs)}`;
+        kit.emit(status("reloading_llm", text, 1));
+        const note = report.warning ?? (report.reachable ? undefined : text);
+        if (note) {
+          warnings.push(note);
+          kit.emit(warning("reloading_llm", note));
+        }
+        break;
+      }
+      case "handed_over":
+        kit.emit(status("reloading_llm", "Another image job has the GPU; the LLM comes back after it", 1));
+        break;
+      case "llm_reload_failed": {
+        const note = `The LLM could not be reloaded: ${result.error}`;
+        warnings.push(note);
+        kit.emit(warning("reloading_llm", note));
+        break;
+      }
+      case "none":
+        break;
+    }
+  }
+  if (!state.error) {
+    const count = state.images.length;
+    kit.emit(status("complete", count === 1 ? "Done: 1 image" : `Done: ${count} images`, 1));
+  }
+  return { warnings, timings: kit.timed() };
+}

@@ -1,0 +1,29 @@
+import { leaseBook, nodeKit, throwIfCancelled, type NodeRuntime } from "../node-kit.js";
+import { progressIn } from "../../../src/events/progress-event.js";
+import { fromGpuEvent } from "../progress.js";
+import type { DiffugenStateUpdate, DiffugenStateValue } from "../state.js";
+
+/**
+ * unload: ask the GPU scheduler for the diffusion phase. The scheduler moves the LLM out
+ * of VRAM and grants the GPU only once Ollama confirms it is gone; this node only waits
+ * (reporting the queue) and keeps the lease for `diffuse`.
+ */
+export async function unload(state: DiffugenStateValue, runtime: NodeRuntime): Promise<DiffugenStateUpdate> {
+  const kit = nodeKit("unload", state, runtime);
+  try {
+    const lease = await kit.deps.scheduler.acquire("diffusion", {
+      jobId: kit.jobId,
+      signal: runtime.signal,
+      onEvent: (event) => {
+        const progress = fromGpuEvent(event, progressIn("unloading_llm"));
+        if (progress) kit.emit(progress);
+      },
+    });
+    leaseBook.hold(kit.jobId, lease, kit.runSignal);
+  } catch (err) {
+    throwIfCancelled(runtime);
+    // Nothing is held: the scheduler has already put the LLM back if it had moved it.
+    return kit.fail(err);
+  }
+  return { timings: kit.timed() };
+}

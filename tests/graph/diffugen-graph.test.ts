@@ -1,0 +1,168 @@
+import fs from "node:fs";
+import { PNG } from "pngjs";
+import { afterEach, describe, expect, it } from "vitest";
+import type { ProgressEvent } from "../../src/events/progress-event.js";
+import { isAlive, readSpawns, readViolations } from "../fakes/fake-gpu.mjs";
+import { runGraph, startStack, type Stack } from "./harness.js";
+
+let stack: Stack | undefined;
+afterEach(async () => {
+  await stack?.close();
+  stack = undefined;
+});
+
+const tiny = { width: 64, height: 64, steps: 3 };
+
+/** After a run the GPU must be free and the LLM back, with the invariant never broken. */
+async function expectGpuReturned(s: Stack) {
+  await s.deps.scheduler.whenSettled();
+  expect(s.deps.scheduler.state().gpu).toEqual({ kind: "idle" });
+  expect(s.deps.scheduler.state().queue).toEqual([]);
+  expect(s.ollama.listed()).toContain("qwen2.5:3b");
+  expect(readViolations(s.gpuDir)).toEqual([]);
+  for (const spawn of readSpawns(s.gpuDir)) expect(isAlive(spawn.pid)).toBe(false);
+}
+
+const phasesOf = (events: ProgressEvent[]) => [...new Set(events.map((e) => e.phase))];
+
+describe("the DiffuGen graph, driven with the doubles", () => {
+  it("draws: refine → unload → diffuse → reload, with real progress and every node timed", async () => {
+    stack = await startStack();
+    const run = await runGraph(stack.deps, { request: { prompt: "a red fox", ...tiny } });
+
+    expect(run.error).toBeUndefined();
+    expect(run.state.error).toBeUndefined();
+    expect(run.state.refined).toMatchObject({ prompt: "a red fox, highly detailed", fellBack: false });
+    expect(run.state.model).toBe("sd15");
+    expect(Object.keys(run.state.timings)).toEqual(["refine", "unload", "diffuse", "reload"]);
+    expect(phasesOf(run.events)).toEqual([
+      "refining",
+      "queued",
+      "unloading_llm",
+      "loading_model",
+      "sampling",
+      "decoding",
+      "saving",
+      "reloading_llm",
+      "complete",
+    ]);
+    const steps = run.events.filter((e) => e.kind === "status" && e.step).map((e) => (e.kind === "status" ? e.step?.current : 0));
+    expect(steps).toEqual([1, 2, 3]);
+    // Progress only moves forward, and the image comes out before the LLM is reloaded.
+    const progress = run.events.map((e) => e.progress);
+    expect(progress).toEqual([...progress].sort((a, b) => a - b));
+    const imageAt = run.events.findIndex((e) => e.kind === "image");
+    const reloadAt = run.events.findIndex((e) => e.phase === "reloading_llm");
+    expect(imageAt).toBeGreaterThan(-1);
+    expect(imageAt).toBeLessThan(reloadAt);
+
+    const [image] = run.state.images;
+    expect(image).toMatchObject({ width: 64, height: 64, seed: run.state.params?.seed });
+    const png = PNG.sync.read(fs.readFileSync(image!.path));
+    expect([png.width, png.height]).toEqual([64, 64]);
+    // sd-cli got the refined prompt, not the user's words.
+    expect(readSpawns(stack.gpuDir)[0]?.argv).toContain("a red fox, highly detailed");
+    await expectGpuReturned(stack);
+  });
+
+  it("replies in words when the user did not ask for a picture: no unload, no sd-cli", async () => {
+    stack = await startStack({
+      ollama: { responder: (req) => (req.format ? JSON.stringify({ intent: "reply", reply: "Hello! I can draw for you." }) : "") },
+    });
+    const run = await runGraph(stack.deps, { mode: "chat", request: { prompt: "hi there, how are you?" } });
+
+    expect(run.state.intent).toBe("reply");
+    expect(run.state.replyText).toBe("Hello! I can draw for you.");
+    expect(run.events.find((e) => e.kind === "reply")).toMatchObject({ text: "Hello! I can draw for you." });
+    expect(Object.keys(run.state.timings)).toEqual(["refine", "reply"]);
+    expect(stack.ollama.stats.unload).toBe(0);
+    expect(readSpawns(stack.gpuDir)).toEqual([]);
+  });
+
+  it("falls back to the user's prompt when refinement returns nonsense, and still draws", async () => {
+    stack = await startStack({ ollama: { responder: () => "this is { not json" } });
+    const run = await runGraph(stack.deps, { request: { prompt: "a (red:1.2) fox <lora:foxy:0.7>".replace(" <lora:foxy:0.7>", ""), ...tiny } });
+
+    expect(run.state.error).toBeUndefined();
+    expect(run.state.refined).toMatchObject({ prompt: "a (red:1.2) fox", fellBack: true });
+    expect(run.state.warnings.length).toBeGreaterThan(0);
+    expect(run.events.some((e) => e.kind === "warning" && e.phase === "refining")).toBe(true);
+    expect(run.state.images).toHaveLength(1);
+    await expectGpuReturned(stack);
+  });
+
+  it("a diffusion failure still reloads the LLM and ends with a typed error in state", async () => {
+    stack = await startStack({ sdEnv: { FAKE_SD_CRASH_AT_STEP: "2", FAKE_SD_CRASH_MODE: "exit" } });
+    const run = await runGraph(stack.deps, { request: { prompt: "a red fox", ...tiny } });
+
+    expect(run.error).toBeUndefined();
+    expect(run.state.error).toMatchObject({ code: "sd_failed", node: "diffuse" });
+    expect(run.state.error?.message).toMatch(/sampling for image 1\/1 failed|generate failed|unet compute failed/);
+    expect(Object.keys(run.state.timings)).toEqual(["refine", "unload", "diffuse", "reload"]);
+    expect(run.events.some((e) => e.kind === "error")).toBe(true);
+    expect(run.events.some((e) => e.phase === "reloading_llm")).toBe(true);
+    expect(run.events.some((e) => e.phase === "complete")).toBe(false);
+    await expectGpuReturned(stack);
+  });
+
+  it("stops before touching the GPU when the request cannot be drawn", async () => {
+    stack = await startStack();
+    const unknown = await runGraph(stack.deps, { request: { prompt: "a fox", model: "midjourney" } });
+    expect(unknown.state.error).toMatchObject({ code: "model_not_found", param: "model", node: "refine" });
+
+    const missing = await runGraph(stack.deps, { request: { prompt: "a fox", model: "sdxl" } });
+    expect(missing.state.error).toMatchObject({ code: "model_files_missing" });
+    expect(missing.state.error?.message).toContain("sd_xl_base_1.0.safetensors");
+
+    const badSize = await runGraph(stack.deps, { request: { prompt: "a fox", width: 100 } });
+    expect(badSize.state.error).toMatchObject({ code: "invalid_request", param: "width" });
+
+    expect(stack.ollama.stats.unload).toBe(0);
+    expect(readSpawns(stack.gpuDir)).toEqual([]);
+  });
+
+  it("abort mid-sampling: the stream rejects at once, sd-cli is gone, the GPU released, the LLM back", async () => {
+    stack = await startStack({ sdEnv: { FAKE_SD_STEP_MS: "300" } });
+    const controller = new AbortController();
+    const started = Date.now();
+    let abortedAt = 0;
+    const run = await runGraph(
+      stack.deps,
+      { request: { prompt: "a red fox", width: 64, height: 64, steps: 20 } },
+      {
+        signal: controller.signal,
+        onEvent: (e) => {
+          if (e.kind === "status" && e.step?.current === 1 && !abortedAt) {
+            abortedAt = Date.now();
+            controller.abort();
+          }
+        },
+      },
+    );
+    expect(abortedAt).toBeGreaterThan(0);
+    expect((run.error as Error)?.name).toBe("AbortError");
+    // 18 more steps would take 5+ s: the stream did not wait for the node.
+    expect(Date.now() - started).toBeLessThan(4_000);
+    await expectGpuReturned(stack);
+    expect(fs.readdirSync(stack.outputDir).filter((f) => f.endsWith(".png"))).toEqual([]);
+  });
+
+  it("abort between nodes still releases the GPU lease (the next node never runs)", async () => {
+    stack = await startStack();
+    const controller = new AbortController();
+    const run = await runGraph(
+      stack.deps,
+      { request: { prompt: "a red fox", ...tiny } },
+      {
+        signal: controller.signal,
+        // The unload node has the lease once the LLM is confirmed out; abort right there.
+        onEvent: (e) => {
+          if (e.phase === "unloading_llm" && e.progress === 15) controller.abort();
+        },
+      },
+    );
+    expect((run.error as Error)?.name).toBe("AbortError");
+    await expectGpuReturned(stack);
+    expect(stack.deps.scheduler.stats().reloads.count).toBe(1);
+  });
+});
