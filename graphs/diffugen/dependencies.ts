@@ -1,7 +1,7 @@
 import type { Runtime } from "@langchain/langgraph";
 import { loadConfig, type Config } from "../../src/config/index.js";
 import type { PreviewMode } from "../../src/diffusion/index.js";
-import { GpuScheduler } from "../../src/gpu/index.js";
+import { acquireGpuOwnerLock, GpuScheduler } from "../../src/gpu/index.js";
 import { OllamaControl, PromptRefiner } from "../../src/llm/index.js";
 import { ModelRegistry } from "../../src/models/index.js";
 
@@ -49,18 +49,32 @@ export function createDiffugenDeps(config: Config, overrides: Partial<DiffugenDe
 let processDeps: DiffugenDeps | undefined;
 
 /**
+ * The capabilities of a process that drives the GPU for real: it first becomes the GPU's
+ * one owner (src/gpu/gpu-owner-lock.ts), so a second DiffuGen process on the same box is
+ * refused instead of breaking the VRAM invariant.
+ */
+export function createOwnedDeps(config: Config, role: string): DiffugenDeps {
+  acquireGpuOwnerLock(config.dataDir, role);
+  return createDiffugenDeps(config);
+}
+
+/**
  * The process-wide capabilities, built from the environment on first use. Every entry
  * point in one process (the HTTP server, the graph as LangGraph Studio runs it) shares
  * this one set, so one process has exactly one GPU scheduler.
  */
 export function processWideDeps(): DiffugenDeps {
-  processDeps ??= createDiffugenDeps(loadConfig());
+  processDeps ??= createOwnedDeps(loadConfig(), describeProcess());
   return processDeps;
 }
 
-/** Lets the server install the set it built (with its own config) as the process-wide one. */
+/** Lets an entry point install the set it built (with its own config) as the process-wide one. */
 export function setProcessWideDeps(deps: DiffugenDeps): void {
   processDeps = deps;
+}
+
+function describeProcess(): string {
+  return process.argv.slice(1, 3).map((a) => a.split("/").slice(-2).join("/")).join(" ") || "node";
 }
 
 export function depsOf(runtime: Pick<Runtime<DiffugenContext>, "context">): DiffugenDeps {

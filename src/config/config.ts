@@ -5,6 +5,7 @@ import { envSchema, type Env } from "./env-schema.js";
 /** Typed, validated settings: what the rest of the code reads instead of process.env. */
 export interface Config {
   server: { port: number; host: string };
+  dataDir: string;
   sd: {
     bin: string;
     modelsDir: string;
@@ -61,6 +62,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 function fromEnv(e: Env): Config {
   return {
     server: { port: e.PORT, host: e.HOST },
+    dataDir: path.resolve(e.DATA_DIR),
     sd: {
       bin: e.SD_CPP_BIN,
       modelsDir: path.resolve(e.MODELS_DIR),

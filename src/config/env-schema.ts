@@ -18,6 +18,9 @@ export const envSchema = z.object({
   PORT: optional(z.coerce.number().int().min(0).max(65535)).default(5199),
   HOST: optional(z.string()).default("127.0.0.1"),
 
+  // Where DiffuGen keeps its own state (the GPU owner lock; later the job store).
+  DATA_DIR: optional(z.string()).default("./data"),
+
   // stable-diffusion.cpp
   SD_CPP_BIN: optional(z.string()).default("sd-cli"),
   MODELS_DIR: optional(z.string()).default("./models"),

@@ -25,3 +25,4 @@ export {
   QueueFullError,
   SchedulerClosedError,
 } from "./errors.js";
+export { acquireGpuOwnerLock, GpuOwnedElsewhereError, type GpuOwnerLock } from "./gpu-owner-lock.js";

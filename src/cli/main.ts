@@ -1,0 +1,39 @@
+import { Command } from "commander";
+import { ConfigError, loadConfig, type Config } from "../config/index.js";
+import { GpuOwnedElsewhereError } from "../gpu/index.js";
+import { ModelsConfigError } from "../models/index.js";
+import { registerGenerateCommand } from "./generate-command.js";
+
+/** `diffugen`: the command-line entry (bin/diffugen.js runs the compiled form of this file). */
+
+/** Reads the environment; a bad variable ends the process with a message naming it. */
+function configOrExit(): Config {
+  try {
+    return loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`diffugen: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+const program = new Command()
+  .name("diffugen")
+  .description("One small GPU that both chats and draws: Ollama + stable-diffusion.cpp behind OpenAI's API")
+  .showHelpAfterError();
+
+registerGenerateCommand(program, configOrExit);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  // Problems a user can fix get one clear line, not a stack trace.
+  if (err instanceof GpuOwnedElsewhereError || err instanceof ModelsConfigError || err instanceof ConfigError) {
+    process.stderr.write(`diffugen: ${err.message}\n`);
+    process.exitCode = 2;
+  } else {
+    throw err;
+  }
+}
