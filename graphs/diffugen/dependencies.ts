@@ -46,7 +46,13 @@ export function createDiffugenDeps(config: Config, overrides: Partial<DiffugenDe
   return { preview: "proj", ...overrides, config, registry, scheduler, refiner };
 }
 
-let processDeps: DiffugenDeps | undefined;
+/**
+ * Kept on globalThis, not in a module variable: a dev server that loads the graph and the
+ * HTTP app through different module instances (hot reload) must still see one set, and
+ * so one GPU scheduler, per process.
+ */
+const processKey = Symbol.for("diffugen.process-wide-deps");
+const processSlot = globalThis as unknown as { [processKey]?: DiffugenDeps };
 
 /**
  * The capabilities of a process that drives the GPU for real: it first becomes the GPU's
@@ -64,13 +70,13 @@ export function createOwnedDeps(config: Config, role: string): DiffugenDeps {
  * this one set, so one process has exactly one GPU scheduler.
  */
 export function processWideDeps(): DiffugenDeps {
-  processDeps ??= createOwnedDeps(loadConfig(), describeProcess());
-  return processDeps;
+  processSlot[processKey] ??= createOwnedDeps(loadConfig(), describeProcess());
+  return processSlot[processKey];
 }
 
 /** Lets an entry point install the set it built (with its own config) as the process-wide one. */
 export function setProcessWideDeps(deps: DiffugenDeps): void {
-  processDeps = deps;
+  processSlot[processKey] = deps;
 }
 
 function describeProcess(): string {
