@@ -7,17 +7,20 @@ import type { GpuLease, ReleaseOutcome } from "../../src/gpu/index.js";
  *
  * A lease must never outlive its run. The run's own abort signal releases it, so an abort
  * that lands between two nodes (when LangGraph rejects the stream at once and runs no
- * further node) still gives the GPU back.
+ * further node) still gives the GPU back. But once `diffuse` has claimed the lease, only
+ * `diffuse` may give it back: it does so after sd-cli has exited, because releasing while
+ * the process is still dying would let the LLM load beside it.
  */
 export class LeaseBook {
   private readonly leases = new Map<string, GpuLease>();
+  private readonly claimed = new Set<string>();
   private readonly releases = new Map<string, Promise<ReleaseOutcome>>();
 
   hold(jobId: string, lease: GpuLease, runSignal: AbortSignal | undefined): void {
     this.leases.set(jobId, lease);
     // Nobody will ask for the outcome of an aborted run: release without keeping it.
     const onAbort = () => {
-      if (this.leases.get(jobId) !== lease) return;
+      if (this.leases.get(jobId) !== lease || this.claimed.has(jobId)) return;
       this.leases.delete(jobId);
       void lease.release();
     };
@@ -25,8 +28,11 @@ export class LeaseBook {
     if (runSignal?.aborted) onAbort();
   }
 
-  lease(jobId: string): GpuLease | undefined {
-    return this.leases.get(jobId);
+  /** Takes the lease for a node that will release it itself; undefined if already gone. */
+  claim(jobId: string): GpuLease | undefined {
+    const lease = this.leases.get(jobId);
+    if (lease) this.claimed.add(jobId);
+    return lease;
   }
 
   /** Idempotent: gives the GPU back and remembers what that set off, for `reload`. */
@@ -34,6 +40,7 @@ export class LeaseBook {
     const lease = this.leases.get(jobId);
     if (!lease) return this.releases.get(jobId);
     this.leases.delete(jobId);
+    this.claimed.delete(jobId);
     const outcome = lease.release();
     this.releases.set(jobId, outcome);
     return outcome;

@@ -13,7 +13,8 @@ export async function diffuse(state: DiffugenStateValue, runtime: NodeRuntime): 
   const kit = nodeKit("diffuse", state, runtime);
   const { params, refined } = state;
   try {
-    if (!leaseBook.lease(kit.jobId)) throw new Error("diffuse ran without a GPU lease");
+    // From here on this node alone gives the GPU back, once sd-cli has exited.
+    if (!leaseBook.claim(kit.jobId)) throw new Error("diffuse ran without a GPU lease");
     if (!params || !refined) throw new Error("diffuse ran before refine resolved the request");
     const result = await generateImages(
       {

@@ -1,0 +1,148 @@
+/**
+ * Typed failures of an image generation. Request problems (InvalidGenerationParamsError)
+ * are thrown before anything is spawned, so an API can answer 400 naming `param`;
+ * everything else is about the sd-cli process and extends SdError, whose message already
+ * carries what sd-cli said (its last ERROR lines) so a log or a client sees the cause.
+ */
+
+/** A request value the generation cannot use; `param` is the request field's name. */
+export class InvalidGenerationParamsError extends Error {
+  constructor(
+    readonly param: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "InvalidGenerationParamsError";
+  }
+}
+
+/** What sd-cli said before it failed: the base of every process error. */
+export interface SdDiagnostics {
+  /** Messages of its `[ERROR]` log lines, in order. */
+  errorLines?: readonly string[];
+  /** Its last lines on stderr (also the non-log ones, e.g. a C++ `terminate called ...`). */
+  stderrTail?: readonly string[];
+  pid?: number | undefined;
+}
+
+export class SdError extends Error {
+  readonly errorLines: readonly string[];
+  readonly stderrTail: readonly string[];
+  readonly pid: number | undefined;
+
+  constructor(message: string, diagnostics: SdDiagnostics = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "SdError";
+    this.errorLines = diagnostics.errorLines ?? [];
+    this.stderrTail = diagnostics.stderrTail ?? [];
+    this.pid = diagnostics.pid;
+  }
+}
+
+/** The sd-cli binary could not be started at all (wrong SD_CPP_BIN, not executable...). */
+export class SdSpawnError extends SdError {
+  constructor(
+    readonly bin: string,
+    readonly code: string | undefined,
+    cause?: unknown,
+  ) {
+    super(`could not start sd-cli '${bin}'${code ? ` (${code})` : ""}: check SD_CPP_BIN`, {}, { cause });
+    this.name = "SdSpawnError";
+  }
+}
+
+/** sd-cli ended with a non-zero exit code or was killed by a signal we did not send. */
+export class SdProcessError extends SdError {
+  constructor(
+    readonly exitCode: number | undefined,
+    readonly signal: string | undefined,
+    diagnostics: SdDiagnostics,
+    message?: string,
+  ) {
+    super(message ?? `${describeExit(exitCode, signal)}${explain(diagnostics)}`, diagnostics);
+    this.name = "SdProcessError";
+  }
+}
+
+/**
+ * The GPU (or host) ran out of memory. Separate from SdProcessError's generic case so the
+ * caller can say "try a smaller size / --vae-tiling" or check that the LLM really left VRAM.
+ */
+export class SdOutOfMemoryError extends SdProcessError {
+  constructor(
+    exitCode: number | undefined,
+    signal: string | undefined,
+    /** The line that told us so, e.g. `cudaMalloc failed: out of memory`. */
+    readonly oomLine: string,
+    diagnostics: SdDiagnostics,
+  ) {
+    super(
+      exitCode,
+      signal,
+      diagnostics,
+      `sd-cli ran out of memory (${describeExit(exitCode, signal).replace(/^sd-cli /, "")}): ${oomLine}`,
+    );
+    this.name = "SdOutOfMemoryError";
+  }
+}
+
+/** sd-cli exited 0 but an image it should have written is missing, unreadable or failed to save. */
+export class SdOutputMissingError extends SdProcessError {
+  constructor(
+    readonly missing: readonly string[],
+    diagnostics: SdDiagnostics,
+  ) {
+    super(
+      0,
+      undefined,
+      diagnostics,
+      `sd-cli exited 0 but did not write ${missing.length === 1 ? "the image" : "these images"}: ` +
+        missing.join(", ") +
+        explain(diagnostics),
+    );
+    this.name = "SdOutputMissingError";
+  }
+}
+
+/** The generation took longer than GENERATION_TIMEOUT_S; the process was ended. */
+export class SdTimeoutError extends SdError {
+  constructor(
+    readonly timeoutMs: number,
+    diagnostics: SdDiagnostics = {},
+  ) {
+    super(`sd-cli did not finish within ${formatSeconds(timeoutMs)}; it was stopped`, diagnostics);
+    this.name = "SdTimeoutError";
+  }
+}
+
+/** The caller's AbortSignal fired (client gone, cancel, shutdown); the process was ended. */
+export class SdAbortedError extends SdError {
+  constructor(
+    readonly reason: unknown,
+    diagnostics: SdDiagnostics = {},
+  ) {
+    super(`image generation was cancelled${reasonText(reason)}`, diagnostics);
+    this.name = "SdAbortedError";
+  }
+}
+
+function describeExit(exitCode: number | undefined, signal: string | undefined): string {
+  if (signal) return `sd-cli was killed by ${signal}`;
+  return `sd-cli exited with code ${exitCode ?? "unknown"}`;
+}
+
+/** ERROR lines say why; without them (an abort, a crash) the stderr tail does. */
+function explain(diagnostics: SdDiagnostics): string {
+  const lines = diagnostics.errorLines?.length ? diagnostics.errorLines.slice(-3) : diagnostics.stderrTail?.slice(-3);
+  return lines && lines.length > 0 ? `: ${lines.join(" | ")}` : "";
+}
+
+function formatSeconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+function reasonText(reason: unknown): string {
+  if (reason instanceof Error) return reason.name === "AbortError" ? "" : ` (${reason.message})`;
+  if (typeof reason === "string" && reason) return ` (${reason})`;
+  return "";
+}

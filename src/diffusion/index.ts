@@ -1,0 +1,37 @@
+export {
+  generateImages,
+  type GenerateImagesDeps,
+  type GenerateImagesOptions,
+  type GenerationResult,
+} from "./generate-images.js";
+export {
+  generationRequestSchema,
+  parseGenerationRequest,
+  resolveGenerationParams,
+  drawRandomSeed,
+  maxPromptLength,
+  maxBatchCount,
+  maxSeed,
+  type GenerationRequest,
+  type GenerationParams,
+  type ResolveOptions,
+} from "./generation-request.js";
+export { samplingMethods, schedulers, previewModes, type SamplingMethod, type Scheduler, type PreviewMode } from "./sampling-options.js";
+export { buildSdArgs, type SdArgsOptions } from "./sd-args.js";
+export { SdOutputParser, type SdOutputSummary } from "./sd-output-parser.js";
+export * from "./sd-events.js";
+export { describeSdEvent } from "./sd-event-message.js";
+export {
+  runSdCli,
+  defaultKillGraceMs,
+  type SdRunOptions,
+  type SdRunResult,
+  type SdImage,
+  type SdTimings,
+} from "./sd-runner.js";
+export { PreviewWatcher } from "./preview-watcher.js";
+export { completePngInfo } from "./png-check.js";
+export { parseLoraTags, type LoraTag } from "./lora-tags.js";
+export { batchOutputPaths, newOutputPath } from "./output-paths.js";
+export { isOutOfMemoryLine } from "./oom-patterns.js";
+export * from "./errors.js";
