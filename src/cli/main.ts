@@ -3,6 +3,7 @@ import { ConfigError, loadConfig, type Config } from "../config/index.js";
 import { GpuOwnedElsewhereError } from "../gpu/index.js";
 import { ModelsConfigError } from "../models/index.js";
 import { registerGenerateCommand } from "./generate-command.js";
+import { registerServeCommand } from "./serve-command.js";
 
 /** `diffugen`: the command-line entry (bin/diffugen.js runs the compiled form of this file). */
 
@@ -24,6 +25,7 @@ const program = new Command()
   .description("One small GPU that both chats and draws: Ollama + stable-diffusion.cpp behind OpenAI's API")
   .showHelpAfterError();
 
+registerServeCommand(program, configOrExit);
 registerGenerateCommand(program, configOrExit);
 
 try {

@@ -1,0 +1,216 @@
+import { randomUUID } from "node:crypto";
+import { MemorySaver } from "@langchain/langgraph";
+import type { ProgressEvent } from "../events/progress-event.js";
+import { builder } from "../../graphs/diffugen.js";
+import type { DiffugenDeps } from "../../graphs/diffugen/dependencies.js";
+import type { DiffugenStateValue } from "../../graphs/diffugen/state.js";
+import { EventChannel } from "./event-channel.js";
+import { JobRejectedError, type Job, type JobEvent, type JobInput, type JobOutcome, type JobResult, type RawJobInput } from "./job.js";
+import { preflight } from "./preflight.js";
+
+export interface StartJobOptions {
+  /**
+   * The client's signal (its request or stream closing). Cancels the run while its answer is
+   * still being made; once the answer is known the run finishes on its own (the LLM reload).
+   */
+  signal?: AbortSignal | undefined;
+  /** False for a caller that never reads `events` (a non-streaming request). */
+  events?: boolean | undefined;
+}
+
+type State = Partial<DiffugenStateValue>;
+
+/**
+ * Runs the DiffuGen graph for requests: one run per job, its events as an async iterable,
+ * its answer as a promise, cancellation on the client's signal. One runner per server: it
+ * knows every running job, so shutdown can cancel them and wait for the GPU to come back.
+ */
+export class JobRunner {
+  readonly #checkpointer = new MemorySaver();
+  readonly #graph = builder.compile({ checkpointer: this.#checkpointer });
+  readonly #jobs = new Set<RunningJob>();
+  #closed = false;
+
+  constructor(readonly deps: DiffugenDeps) {}
+
+  /** Validates a request and checks it can run now; throws JobRejectedError otherwise. */
+  prepare(raw: RawJobInput): JobInput {
+    if (this.#closed) {
+      throw new JobRejectedError({ code: "shutting_down", message: "The server is shutting down", node: "preflight" }, 5);
+    }
+    return preflight(this.deps, raw);
+  }
+
+  /** Shutdown: refuses new jobs and cancels the running ones (see whenIdle). */
+  close(reason = "the server is shutting down"): void {
+    this.#closed = true;
+    this.cancelAll(reason);
+  }
+
+  start(input: JobInput, options: StartJobOptions = {}): Job {
+    const job = new RunningJob(`job-${randomUUID()}`, options);
+    this.#jobs.add(job);
+    void job.finished.finally(() => this.#jobs.delete(job));
+    job.run(() => this.#stream(job, input), this.#checkpointer);
+    return job;
+  }
+
+  get activeJobs(): number {
+    return this.#jobs.size;
+  }
+
+  /** Cancels every running job (server shutdown). */
+  cancelAll(reason = "the server is shutting down"): void {
+    for (const job of this.#jobs) job.cancel(reason);
+  }
+
+  /** Resolves when no job is running any more. */
+  async whenIdle(): Promise<void> {
+    await Promise.all([...this.#jobs].map((job) => job.finished));
+  }
+
+  #stream(job: RunningJob, input: JobInput) {
+    return this.#graph.stream(
+      {
+        jobId: job.id,
+        mode: input.mode,
+        request: input.request,
+        refinePrompt: input.refinePrompt ?? true,
+        messages: input.messages ?? [],
+        previousPrompt: input.previousPrompt,
+      },
+      {
+        configurable: { thread_id: job.id },
+        streamMode: ["updates", "custom"],
+        signal: job.signal,
+        context: { deps: this.deps },
+      },
+    );
+  }
+}
+
+type GraphStream = AsyncIterable<[string, unknown]>;
+
+class RunningJob implements Job {
+  readonly events = new EventChannel<JobEvent>();
+  readonly outcome: Promise<JobOutcome>;
+  readonly finished: Promise<JobResult>;
+  readonly #controller = new AbortController();
+  #resolveOutcome!: (outcome: JobOutcome) => void;
+  #resolveFinished!: (result: JobResult) => void;
+  #answered: JobOutcome | undefined;
+  #state: State;
+
+  constructor(
+    readonly id: string,
+    options: StartJobOptions,
+  ) {
+    this.#state = { jobId: id };
+    this.outcome = new Promise((resolve) => (this.#resolveOutcome = resolve));
+    this.finished = new Promise((resolve) => (this.#resolveFinished = resolve));
+    if (options.events === false) this.events.detach();
+    const signal = options.signal;
+    if (signal) {
+      const onAbort = () => {
+        if (!this.#answered) this.cancel("the client went away");
+      };
+      if (signal.aborted) onAbort();
+      else {
+        signal.addEventListener("abort", onAbort, { once: true });
+        void this.finished.finally(() => signal.removeEventListener("abort", onAbort));
+      }
+    }
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  cancel(reason = "cancelled"): void {
+    if (!this.#controller.signal.aborted) this.#controller.abort(new JobCancelled(reason));
+  }
+
+  run(stream: () => Promise<GraphStream>, checkpointer: MemorySaver): void {
+    void this.#drive(stream, checkpointer);
+  }
+
+  async #drive(stream: () => Promise<GraphStream>, checkpointer: MemorySaver): Promise<void> {
+    try {
+      for await (const [mode, chunk] of await stream()) {
+        if (mode === "custom") this.events.push({ type: "progress", event: chunk as ProgressEvent });
+        else if (mode === "updates") this.#onUpdates(chunk as Record<string, unknown>);
+      }
+      this.#answer(outcomeOfFinalState(this.#state));
+    } catch (err) {
+      const reason = this.#controller.signal.reason;
+      if (this.#controller.signal.aborted) {
+        this.#answer({ kind: "cancelled", reason: reason instanceof JobCancelled ? reason.message : "cancelled" });
+      } else {
+        const message = err instanceof Error ? err.message : String(err);
+        this.#answer({
+          kind: "failed",
+          error: { code: "internal", message: `The run failed: ${message}`, node: "runner" },
+          warnings: this.#state.warnings ?? [],
+        });
+      }
+    } finally {
+      this.events.close();
+      // The state lives in #state already; the checkpoint is not needed after the run.
+      await checkpointer.deleteThread(this.id).catch(() => undefined);
+      this.#resolveFinished({ outcome: this.#answered!, state: this.#state });
+    }
+  }
+
+  #onUpdates(chunk: Record<string, unknown>): void {
+    for (const [node, value] of Object.entries(chunk)) {
+      if (node.startsWith("__") || value === null || typeof value !== "object") continue;
+      const update = value as State;
+      this.#state = { ...this.#state, ...update };
+      this.events.push({ type: "node", node, update, state: this.#state });
+      const outcome = outcomeAfterNode(node, this.#state);
+      if (outcome) this.#answer(outcome);
+    }
+  }
+
+  #answer(outcome: JobOutcome): void {
+    if (this.#answered) return;
+    this.#answered = outcome;
+    this.events.push({ type: "outcome", outcome });
+    this.#resolveOutcome(outcome);
+  }
+}
+
+class JobCancelled extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = "AbortError";
+  }
+}
+
+/** The answer, if this node settled it: a failure anywhere, the reply, or the saved images. */
+function outcomeAfterNode(node: string, state: State): JobOutcome | undefined {
+  const warnings = state.warnings ?? [];
+  if (state.error) return { kind: "failed", error: state.error, warnings };
+  if (node === "reply") return { kind: "reply", text: state.replyText ?? "", warnings };
+  if (node === "diffuse") return imagesOutcome(state);
+  return undefined;
+}
+
+function outcomeOfFinalState(state: State): JobOutcome {
+  const warnings = state.warnings ?? [];
+  if (state.error) return { kind: "failed", error: state.error, warnings };
+  if (state.intent === "reply") return { kind: "reply", text: state.replyText ?? "", warnings };
+  return (
+    imagesOutcome(state) ?? {
+      kind: "failed",
+      error: { code: "internal", message: "The run ended without an image", node: "runner" },
+      warnings,
+    }
+  );
+}
+
+function imagesOutcome(state: State): JobOutcome | undefined {
+  const { images, model, params } = state;
+  if (!images || images.length === 0 || !model || !params) return undefined;
+  return { kind: "images", images, model, params, refined: state.refined, warnings: state.warnings ?? [] };
+}

@@ -1,0 +1,86 @@
+import type { GenerationParams, GenerationRequest } from "../diffusion/index.js";
+import type { ProgressEvent } from "../events/progress-event.js";
+import type {
+  ConversationTurnValue,
+  DiffugenStateValue,
+  GeneratedImage,
+  RunError,
+} from "../../graphs/diffugen/state.js";
+
+/** What a request asks of one graph run, already validated (see JobRunner.prepare). */
+export interface JobInput {
+  mode: "image" | "chat";
+  request: GenerationRequest;
+  /** Image mode: let the LLM rewrite the prompt (default true). */
+  refinePrompt?: boolean | undefined;
+  /** Chat mode: the conversation before the request, oldest first. */
+  messages?: ConversationTurnValue[] | undefined;
+  /** Chat mode: the prompt of the previous picture, for "make it darker". */
+  previousPrompt?: string | undefined;
+}
+
+/** The same, before validation: `request` is whatever an API dialect mapped its fields to. */
+export interface RawJobInput extends Omit<JobInput, "request"> {
+  request: Record<string, unknown>;
+}
+
+export type RefinedPromptValue = NonNullable<DiffugenStateValue["refined"]>;
+
+/**
+ * How a run answered the request. Known as soon as the answer is (the images are saved,
+ * the reply is written, a node failed), which is before the LLM is back in VRAM: a client
+ * never waits for Ollama.
+ */
+export type JobOutcome =
+  | {
+      kind: "images";
+      images: GeneratedImage[];
+      /** Registry name of the model that drew. */
+      model: string;
+      params: GenerationParams;
+      refined: RefinedPromptValue | undefined;
+      warnings: string[];
+    }
+  | { kind: "reply"; text: string; warnings: string[] }
+  | { kind: "failed"; error: RunError; warnings: string[] }
+  /** The client went away, or the server is shutting down. */
+  | { kind: "cancelled"; reason: string };
+
+/** Everything a run produced, seen in order. */
+export type JobEvent =
+  /** A progress event from the graph's custom stream. */
+  | { type: "progress"; event: ProgressEvent }
+  /** A node finished: what it changed, and the state as it stands after it. */
+  | { type: "node"; node: string; update: Partial<DiffugenStateValue>; state: Partial<DiffugenStateValue> }
+  /** The answer is known (sent once, before the run has finished). */
+  | { type: "outcome"; outcome: JobOutcome };
+
+export interface JobResult {
+  outcome: JobOutcome;
+  /** The run's final state (as far as it got). */
+  state: Partial<DiffugenStateValue>;
+}
+
+export interface Job {
+  readonly id: string;
+  /** Every event of the run, for one consumer; ends when the run ends. */
+  readonly events: AsyncIterable<JobEvent>;
+  /** Resolves as soon as the answer is known; never rejects. */
+  readonly outcome: Promise<JobOutcome>;
+  /** Resolves once the whole run is over (LLM reloaded, GPU free); never rejects. */
+  readonly finished: Promise<JobResult>;
+  /** Stops the run (sd-cli is killed, the GPU given back, the LLM reloaded). */
+  cancel(reason?: string): void;
+}
+
+/** A request refused before anything ran: bad input, unknown model, queue full... */
+export class JobRejectedError extends Error {
+  constructor(
+    readonly error: RunError,
+    /** Set when waiting helps (queue full). */
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(error.message);
+    this.name = "JobRejectedError";
+  }
+}

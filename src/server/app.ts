@@ -1,0 +1,95 @@
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { cors } from "hono/cors";
+import { HTTPException } from "hono/http-exception";
+import type { DiffugenDeps } from "../../graphs/diffugen/dependencies.js";
+import { JobRunner } from "../jobs/index.js";
+import { apiKeyAuth } from "./auth.js";
+import { ApiError, dialectOf, errorResponse, toApiError } from "./errors.js";
+import { diffugenApiRoutes } from "./routes/diffugen-api.js";
+import { eventsRoutes } from "./routes/events.js";
+import { healthRoutes } from "./routes/health.js";
+import { imagesFilesRoutes } from "./routes/images-files.js";
+import { openaiChatRoutes } from "./routes/openai-chat.js";
+import { openaiImageEditsRoutes } from "./routes/openai-image-edits.js";
+import { openaiImagesRoutes } from "./routes/openai-images.js";
+import { openaiModelsRoutes } from "./routes/openai-models.js";
+import { defaultHeartbeatMs, type ServerOptions } from "./server-config.js";
+import type { AppEnv, ServerContext } from "./server-context.js";
+
+export interface AppOptions extends Partial<ServerOptions> {
+  /** The job runner (startServer passes its own so shutdown can cancel the jobs). */
+  runner?: JobRunner | undefined;
+}
+
+/** Routes that stay open with API_KEY set: health checks, and images a browser loads from markdown. */
+const isOpenPath = (path: string) => path === "/health" || path.startsWith("/images/");
+
+/**
+ * The HTTP API: one module per dialect (OpenAI models/images/edits/chat, the original
+ * DiffuGen API, the raw event stream), each a thin layer over the job runner.
+ */
+export function createApp(deps: DiffugenDeps, options: AppOptions = {}): Hono<AppEnv> {
+  const serverOptions: ServerOptions = {
+    apiKey: options.apiKey,
+    publicBaseUrl: options.publicBaseUrl?.replace(/\/+$/, ""),
+    maxBodyBytes: options.maxBodyBytes ?? 32 * 1024 * 1024,
+    heartbeatMs: options.heartbeatMs ?? defaultHeartbeatMs,
+    log: options.log ?? ((message) => console.error(message)),
+  };
+  const ctx: ServerContext = {
+    deps,
+    runner: options.runner ?? new JobRunner(deps),
+    options: serverOptions,
+    startedAt: Math.floor(Date.now() / 1000),
+  };
+  const auth = apiKeyAuth(serverOptions.apiKey);
+  const limit = bodyLimit({
+    maxSize: serverOptions.maxBodyBytes,
+    onError: () => {
+      throw new ApiError(413, `Request body is larger than ${formatMb(serverOptions.maxBodyBytes)} (MAX_BODY_MB)`, {
+        type: "invalid_request_error",
+        code: "request_too_large",
+      });
+    },
+  });
+
+  const app = new Hono<AppEnv>();
+  app.use(async (c, next) => {
+    // Kept before any middleware re-wraps the request: it aborts when the client leaves.
+    c.set("clientSignal", c.req.raw.signal);
+    await next();
+  });
+  app.use(cors({ origin: "*", allowHeaders: ["Authorization", "Content-Type", "X-API-Key"], exposeHeaders: ["Retry-After"] }));
+  app.use((c, next) => (isOpenPath(c.req.path) ? next() : auth(c, next)));
+  app.use(limit);
+
+  app.route("/health", healthRoutes(ctx));
+  app.route("/images", imagesFilesRoutes(ctx));
+  app.route("/v1", openaiModelsRoutes(ctx));
+  app.route("/v1", openaiImagesRoutes(ctx));
+  app.route("/v1", openaiImageEditsRoutes(ctx));
+  app.route("/v1", openaiChatRoutes(ctx));
+  app.route("/v1", eventsRoutes(ctx));
+  app.route("/", diffugenApiRoutes(ctx));
+
+  app.notFound((c) =>
+    errorResponse(
+      new ApiError(404, `Unknown request URL: ${c.req.method} ${c.req.path}`, { type: "invalid_request_error", code: "unknown_url" }),
+      dialectOf(c.req.path),
+    ),
+  );
+  app.onError((err, c) => {
+    const apiError =
+      err instanceof HTTPException && !(err.cause instanceof ApiError)
+        ? new ApiError(err.status, err.message || "Request failed", { type: err.status >= 500 ? "server_error" : "invalid_request_error" })
+        : toApiError(err instanceof HTTPException ? err.cause : err, serverOptions.log);
+    return errorResponse(apiError, dialectOf(c.req.path));
+  });
+  return app;
+}
+
+function formatMb(bytes: number): string {
+  const mb = bytes / (1024 * 1024);
+  return mb >= 1 ? `${Math.round(mb * 10) / 10} MB` : `${Math.round(bytes / 1024)} KB`;
+}

@@ -1,0 +1,113 @@
+import { phaseBands, type ProgressEvent } from "../../events/progress-event.js";
+
+/**
+ * ProgressEvent → OpenAI image API objects (REFERENCE.md §3). Streaming clients (the
+ * official SDK) switch on `data.type`: partial and completed images use OpenAI's types,
+ * progress uses `diffugen.progress`, which no OpenAI type collides with and SDKs pass by.
+ */
+
+export type ImageEventPrefix = "image_generation" | "image_edit";
+
+export interface ImageMeta {
+  /** `WxH` as generated. */
+  size: string;
+  quality: string;
+  background: string;
+  outputFormat: "png";
+}
+
+/** Token usage: none is counted for a local model, but clients read the fields. */
+export const zeroImageUsage = {
+  total_tokens: 0,
+  input_tokens: 0,
+  output_tokens: 0,
+  input_tokens_details: { text_tokens: 0, image_tokens: 0 },
+} as const;
+
+export interface ImageProgressObject {
+  type: "diffugen.progress";
+  phase: ProgressEvent["phase"];
+  progress: number;
+  message: string;
+  step?: { current: number; total: number; eta_seconds: number | null };
+  queue_position?: number;
+}
+
+/** A small progress object for every event except the big ones (previews, images). */
+export function formatImageProgress(event: ProgressEvent): ImageProgressObject | undefined {
+  if (event.kind === "preview" || event.kind === "image" || event.kind === "error") return undefined;
+  const out: ImageProgressObject = { type: "diffugen.progress", phase: event.phase, progress: event.progress, message: event.message };
+  if (event.kind === "status" && event.step) {
+    out.step = { current: event.step.current, total: event.step.total, eta_seconds: event.step.etaSeconds ?? null };
+  }
+  if (event.kind === "status" && event.queue) out.queue_position = event.queue.position;
+  return out;
+}
+
+export function formatPartialImage(prefix: ImageEventPrefix, b64: string, index: number, meta: ImageMeta, createdAt: number) {
+  return {
+    type: `${prefix}.partial_image` as const,
+    b64_json: b64,
+    partial_image_index: index,
+    created_at: createdAt,
+    size: meta.size,
+    quality: meta.quality,
+    background: meta.background,
+    output_format: meta.outputFormat,
+  };
+}
+
+export function formatCompletedImage(
+  prefix: ImageEventPrefix,
+  b64: string,
+  meta: ImageMeta,
+  createdAt: number,
+  extra: { revisedPrompt?: string | undefined; url?: string | undefined; seed: number; index: number },
+) {
+  return {
+    type: `${prefix}.completed` as const,
+    b64_json: b64,
+    created_at: createdAt,
+    size: meta.size,
+    quality: meta.quality,
+    background: meta.background,
+    output_format: meta.outputFormat,
+    usage: zeroImageUsage,
+    // Extras (SDKs keep unknown fields): what the model made of the prompt, where the file is.
+    revised_prompt: extra.revisedPrompt,
+    url: extra.url,
+    seed: extra.seed,
+    index: extra.index,
+  };
+}
+
+/** The error object a streaming OpenAI client throws on (any data with an `error` field). */
+export function formatStreamError(message: string, code: string | null, type = "server_error") {
+  return { type: "error", error: { message, type, code, param: null } };
+}
+
+/**
+ * Chooses which real previews become partial images: up to `count`, spread over sampling.
+ * Preview k (0-based) goes out once sampling has passed k/count of its way, so with 3 the
+ * first comes at once, then around one and two thirds. sd-cli may preview less often than
+ * asked (or not at all): then fewer partial images go out, never invented ones.
+ */
+export class PartialImagePicker {
+  #sent = 0;
+
+  constructor(readonly count: number) {}
+
+  /** True when this preview should be sent (and counts it). */
+  take(event: ProgressEvent): boolean {
+    if (event.kind !== "preview" || this.#sent >= this.count) return false;
+    const [from, to] = phaseBands.sampling;
+    const fraction = Math.min(1, Math.max(0, (event.progress - from) / (to - from)));
+    if (fraction + 1e-9 < this.#sent / this.count) return false;
+    this.#sent += 1;
+    return true;
+  }
+
+  get sent(): number {
+    return this.#sent;
+  }
+}

@@ -1,0 +1,3 @@
+export { createApp, type AppOptions } from "./app.js";
+export { startServer, type RunningServer, type StartServerOptions } from "./start-server.js";
+export { loadServerOptions, ServerConfigError, type ServerOptions } from "./server-config.js";

@@ -1,0 +1,50 @@
+import { realpathSync } from "node:fs";
+import { readFile, realpath, stat } from "node:fs/promises";
+import path from "node:path";
+import { Hono } from "hono";
+import { ApiError } from "../errors.js";
+import type { AppEnv, ServerContext } from "../server-context.js";
+
+/**
+ * GET /images/<file>: the generated images, for `url` responses and the markdown links in
+ * chat answers. Open without the API key (a browser showing a chat cannot send one); the
+ * names are unguessable. Only a plain file name directly in OUTPUT_DIR is served: no
+ * separators, no dot-dot, no symlink out, no preview files.
+ */
+
+const servableName = /^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*\.(png|jpe?g|webp)$/;
+const contentTypes: Record<string, string> = { png: "image/png", jpg: "image/jpeg", jpeg: "image/jpeg", webp: "image/webp" };
+
+export function imagesFilesRoutes(ctx: ServerContext) {
+  return new Hono<AppEnv>().get("/:name", async (c) => {
+    const file = await servableFile(ctx.deps.config.sd.outputDir, c.req.param("name"));
+    const ext = path.extname(file).slice(1).toLowerCase();
+    return c.body(new Uint8Array(await readFile(file)), 200, {
+      "Content-Type": contentTypes[ext] ?? "application/octet-stream",
+      // Output names are unique: a file never changes once written.
+      "Cache-Control": "public, max-age=31536000, immutable",
+      "X-Content-Type-Options": "nosniff",
+    });
+  });
+}
+
+function notFound(): ApiError {
+  return new ApiError(404, "Image not found", { type: "invalid_request_error", code: "image_not_found" });
+}
+
+async function servableFile(outputDir: string, name: string): Promise<string> {
+  if (!servableName.test(name) || name.includes("..") || name.endsWith(".preview.png")) throw notFound();
+  let root: string;
+  try {
+    root = realpathSync(outputDir);
+  } catch {
+    throw notFound();
+  }
+  try {
+    const file = await realpath(path.join(root, name));
+    if (path.dirname(file) !== root || !(await stat(file)).isFile()) throw notFound();
+    return file;
+  } catch {
+    throw notFound();
+  }
+}

@@ -1,0 +1,23 @@
+import type { DiffugenDeps } from "../../graphs/diffugen/dependencies.js";
+import type { JobRunner } from "../jobs/index.js";
+import type { ServerOptions } from "./server-config.js";
+
+/** What every route module is built from. */
+export interface ServerContext {
+  deps: DiffugenDeps;
+  runner: JobRunner;
+  options: ServerOptions;
+  /** Unix seconds when the app was built (the `created` of /v1/models entries). */
+  startedAt: number;
+}
+
+/** Hono's per-request variables. */
+export interface AppEnv {
+  Variables: {
+    /**
+     * Aborts when the client goes away before the response is finished. Kept from the
+     * original request: middleware may replace `c.req.raw` (bodyLimit re-wraps the body).
+     */
+    clientSignal: AbortSignal;
+  };
+}

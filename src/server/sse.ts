@@ -1,0 +1,79 @@
+import type { Context } from "hono";
+import { streamSSE } from "hono/streaming";
+import type { AppEnv } from "./server-context.js";
+
+/**
+ * Server-sent events done right for long generations behind proxies:
+ * - `X-Accel-Buffering: no` and `Cache-Control: no-cache, no-transform`, so nginx and
+ *   compressing proxies pass each event on at once;
+ * - a comment line every 15 s (`: heartbeat`), which every SSE client ignores but which
+ *   keeps idle-timeouts from cutting a slow CPU generation;
+ * - an `id:` on every event;
+ * - `signal` aborts when the client disconnects, whichever way node notices first (the
+ *   request closing or the response stream being cancelled): routes pass it to the job.
+ */
+
+const antiBufferingHeaders = {
+  "Cache-Control": "no-cache, no-transform",
+  "X-Accel-Buffering": "no",
+} as const;
+
+export interface SseSink {
+  /** Sends one event: `data` is JSON-encoded unless it is a string (`[DONE]`). */
+  send(data: unknown, event?: string): Promise<void>;
+  /** Aborts when the client has gone away. */
+  readonly signal: AbortSignal;
+}
+
+export interface SseOptions {
+  heartbeatMs: number;
+  /** Reports a failure inside `run` on the stream, in the dialect's shape. */
+  onError?: (err: unknown, sink: SseSink) => Promise<void>;
+  log?: (message: string) => void;
+}
+
+export function sseResponse(c: Context<AppEnv>, options: SseOptions, run: (sink: SseSink) => Promise<void>): Response {
+  const clientSignal = c.var.clientSignal;
+  const response = streamSSE(c, async (stream) => {
+    const gone = new AbortController();
+    const abort = () => gone.abort(new Error("the client disconnected"));
+    stream.onAbort(abort);
+    if (clientSignal.aborted) abort();
+    else clientSignal.addEventListener("abort", abort, { once: true });
+
+    let id = 0;
+    const sink: SseSink = {
+      signal: gone.signal,
+      async send(data, event) {
+        if (gone.signal.aborted) return;
+        await stream.writeSSE({
+          data: typeof data === "string" ? data : JSON.stringify(data),
+          id: String(++id),
+          ...(event === undefined ? {} : { event }),
+        });
+      },
+    };
+    const heartbeat = setInterval(() => {
+      if (!gone.signal.aborted) void stream.write(": heartbeat\n\n");
+    }, options.heartbeatMs);
+    heartbeat.unref?.();
+    try {
+      await run(sink);
+    } catch (err) {
+      if (!gone.signal.aborted) {
+        options.log?.(`[diffugen] stream failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+        await options.onError?.(err, sink).catch(() => undefined);
+      }
+    } finally {
+      clearInterval(heartbeat);
+      clientSignal.removeEventListener("abort", abort);
+    }
+  });
+  // Through c.header too: Hono copies the context's headers (streamSSE's plain
+  // `no-cache` among them) onto the response it returns.
+  for (const [name, value] of Object.entries(antiBufferingHeaders)) {
+    c.header(name, value);
+    response.headers.set(name, value);
+  }
+  return response;
+}
