@@ -69,8 +69,8 @@ export function createOwnedDeps(config: Config, role: string): DiffugenDeps {
  * point in one process (the HTTP server, the graph as LangGraph Studio runs it) shares
  * this one set, so one process has exactly one GPU scheduler.
  */
-export function processWideDeps(): DiffugenDeps {
-  processSlot[processKey] ??= createOwnedDeps(loadConfig(), describeProcess());
+export function processWideDeps(role?: string): DiffugenDeps {
+  processSlot[processKey] ??= createOwnedDeps(loadConfig(), role ?? describeProcess());
   return processSlot[processKey];
 }
 

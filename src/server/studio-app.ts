@@ -7,4 +7,4 @@ import { loadServerOptions } from "./server-config.js";
  * the process-wide capabilities, the same ones the graph uses when Studio runs it, so the
  * dev server process holds exactly one GPU scheduler for both.
  */
-export const app = createApp(processWideDeps(), loadServerOptions());
+export const app = createApp(processWideDeps("LangGraph dev server (npm run studio)"), loadServerOptions());
