@@ -56,7 +56,7 @@ it("the dev server's HTTP app and a Studio graph run share one GPU scheduler, an
   for await (const chunk of stream) {
     const event = chunk as ProgressEvent;
     if (event.kind === "status" && event.step?.current === 2 && seenByHttp === undefined) {
-      const health = await (await app.request("/health")).json();
+      const health = (await (await app.request("/health")).json()) as { scheduler: { gpu: unknown } };
       seenByHttp = health.scheduler.gpu;
     }
   }
