@@ -81,7 +81,7 @@ describe("the DiffuGen graph, driven with the doubles", () => {
 
   it("falls back to the user's prompt when refinement returns nonsense, and still draws", async () => {
     stack = await startStack({ ollama: { responder: () => "this is { not json" } });
-    const run = await runGraph(stack.deps, { request: { prompt: "a (red:1.2) fox <lora:foxy:0.7>".replace(" <lora:foxy:0.7>", ""), ...tiny } });
+    const run = await runGraph(stack.deps, { request: { prompt: "a (red:1.2) fox", ...tiny } });
 
     expect(run.state.error).toBeUndefined();
     expect(run.state.refined).toMatchObject({ prompt: "a (red:1.2) fox", fellBack: true });
@@ -164,5 +164,50 @@ describe("the DiffuGen graph, driven with the doubles", () => {
     expect((run.error as Error)?.name).toBe("AbortError");
     await expectGpuReturned(stack);
     expect(stack.deps.scheduler.stats().reloads.count).toBe(1);
+  });
+
+  it("two concurrent runs share one swap: one unload, one reload", async () => {
+    stack = await startStack();
+    const [a, b] = await Promise.all([
+      runGraph(stack.deps, { request: { prompt: "a red fox", ...tiny } }),
+      runGraph(stack.deps, { request: { prompt: "a grey wolf", ...tiny } }),
+    ]);
+    expect(a.state.images).toHaveLength(1);
+    expect(b.state.images).toHaveLength(1);
+    await expectGpuReturned(stack);
+    const stats = stack.deps.scheduler.stats();
+    expect(stats.unloads.count).toBe(1);
+    expect(stats.reloads.count).toBe(1);
+    // The first job's reload step says the second one took the GPU instead.
+    const messages = [...a.events, ...b.events].filter((e) => e.phase === "reloading_llm").map((e) => e.message);
+    expect(messages.some((m) => m.includes("Another image job has the GPU"))).toBe(true);
+  });
+
+  it("img2img: the init image and strength reach sd-cli", async () => {
+    stack = await startStack();
+    const init = `${stack.root}/init.png`;
+    const png = new PNG({ width: 64, height: 64 });
+    fs.writeFileSync(init, PNG.sync.write(png));
+    const run = await runGraph(stack.deps, { request: { prompt: "make it a painting", initImage: init, strength: 0.4, ...tiny } });
+
+    expect(run.state.error).toBeUndefined();
+    expect(run.state.params).toMatchObject({ initImage: init, strength: 0.4 });
+    const argv = readSpawns(stack.gpuDir)[0]?.argv ?? [];
+    expect(argv[argv.indexOf("-i") + 1] ?? argv[argv.indexOf("--init-img") + 1]).toBe(init);
+    expect(argv[argv.indexOf("--strength") + 1]).toBe("0.4");
+    expect(run.state.images).toHaveLength(1);
+    await expectGpuReturned(stack);
+  });
+
+  it("n = 2: both images, with consecutive seeds, each announced", async () => {
+    stack = await startStack();
+    const run = await runGraph(stack.deps, { request: { prompt: "a red fox", seed: 42, batchCount: 2, ...tiny } });
+
+    expect(run.state.images.map((i) => i.seed)).toEqual([42, 43]);
+    for (const image of run.state.images) expect(fs.existsSync(image.path)).toBe(true);
+    expect(run.events.filter((e) => e.kind === "image")).toHaveLength(2);
+    const imagesSampled = run.events.flatMap((e) => (e.kind === "status" && e.step?.current === 1 ? [e.step.image?.index] : []));
+    expect(imagesSampled).toEqual([1, 2]);
+    await expectGpuReturned(stack);
   });
 });
