@@ -2,6 +2,7 @@ import { generateImages } from "../../../src/diffusion/index.js";
 import { progressIn } from "../../../src/events/progress-event.js";
 import { leaseBook, nodeKit, throwIfCancelled, type NodeRuntime } from "../node-kit.js";
 import { fromSdEvent } from "../progress.js";
+import { requestFromParams } from "../request-from-params.js";
 import type { DiffugenStateUpdate, DiffugenStateValue, GeneratedImage } from "../state.js";
 
 /**
@@ -11,29 +12,14 @@ import type { DiffugenStateUpdate, DiffugenStateValue, GeneratedImage } from "..
  */
 export async function diffuse(state: DiffugenStateValue, runtime: NodeRuntime): Promise<DiffugenStateUpdate> {
   const kit = nodeKit("diffuse", state, runtime);
-  const { params, refined } = state;
+  const { params } = state;
   try {
     // From here on this node alone gives the GPU back, once sd-cli has exited.
     if (!leaseBook.claim(kit.jobId)) throw new Error("diffuse ran without a GPU lease");
-    if (!params || !refined) throw new Error("diffuse ran before refine resolved the request");
+    // refine resolved every parameter, the refined prompt included.
+    if (!params) throw new Error("diffuse ran before refine resolved the request");
     const result = await generateImages(
-      {
-        prompt: refined.prompt,
-        negativePrompt: refined.negativePrompt,
-        model: state.model,
-        width: params.width,
-        height: params.height,
-        steps: params.steps,
-        cfgScale: params.cfgScale,
-        guidance: params.guidance,
-        samplingMethod: params.samplingMethod as never,
-        scheduler: params.scheduler as never,
-        seed: params.seed,
-        batchCount: params.batchCount,
-        initImage: params.initImage,
-        strength: params.strength,
-        vaeTiling: params.vaeTiling,
-      },
+      requestFromParams(params, state.model),
       kit.deps,
       {
         signal: runtime.signal,

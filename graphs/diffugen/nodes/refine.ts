@@ -5,6 +5,7 @@ import type { ChatDecision, RefinedPrompt, RefineInput } from "../../../src/llm/
 import type { ModelEntry } from "../../../src/models/index.js";
 import { nodeKit, throwIfCancelled, type NodeKit, type NodeRuntime } from "../node-kit.js";
 import { fromGpuEvent, seconds, status, warning } from "../progress.js";
+import { requestFromParams } from "../request-from-params.js";
 import type { DiffugenStateUpdate, DiffugenStateValue } from "../state.js";
 
 /**
@@ -97,7 +98,7 @@ function drawWith(
     // The same checks on the words the LLM wrote; the seed drawn above stays.
     params = {
       ...resolveGenerationParams(
-        { ...refinedRequestOf(ctx.params), prompt: answer.prompt, negativePrompt: answer.negativePrompt },
+        { ...requestFromParams(ctx.params), prompt: answer.prompt, negativePrompt: answer.negativePrompt },
         entry,
       ),
       randomSeed: ctx.params.randomSeed,
@@ -115,23 +116,4 @@ function drawWith(
     fellBack: refined.fellBack,
   });
   return { ...fresh, intent: "draw", refined, model: entry.name, params, warnings, timings: kit.timed() };
-}
-
-/** The request that reproduces resolved parameters exactly (seed fixed). */
-function refinedRequestOf(params: GenerationParams) {
-  return {
-    prompt: params.prompt,
-    width: params.width,
-    height: params.height,
-    steps: params.steps,
-    cfgScale: params.cfgScale,
-    guidance: params.guidance,
-    samplingMethod: params.samplingMethod as never,
-    scheduler: params.scheduler as never,
-    seed: params.seed,
-    batchCount: params.batchCount,
-    initImage: params.initImage,
-    strength: params.strength,
-    vaeTiling: params.vaeTiling,
-  };
 }
