@@ -93,7 +93,8 @@ export class OllamaControl implements LlmResidency {
     this.requestTimeoutMs = options.requestTimeoutMs ?? 5_000;
     this.loadTimeoutMs = options.loadTimeoutMs ?? 120_000;
     this.pollInitialMs = options.pollInitialMs ?? 50;
-    this.pollMaxMs = options.pollMaxMs ?? 1_000;
+    // Capped low: a poll of /api/ps is cheap, and every pause is GPU time lost after the drop.
+    this.pollMaxMs = options.pollMaxMs ?? 250;
     this.vramSettleMs = options.vramSettleMs ?? 2_000;
     this.env = options.env ?? process.env;
   }
