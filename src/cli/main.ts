@@ -3,7 +3,9 @@ import { ConfigError, loadConfig, type Config } from "../config/index.js";
 import { GpuOwnedElsewhereError } from "../gpu/index.js";
 import { ModelsConfigError } from "../models/index.js";
 import { registerGenerateCommand } from "./generate-command.js";
+import { registerModelsCommand } from "./models-command.js";
 import { registerServeCommand } from "./serve-command.js";
+import { registerSetupCommand } from "./setup-command.js";
 
 /** `diffugen`: the command-line entry (bin/diffugen.js runs the compiled form of this file). */
 
@@ -27,6 +29,8 @@ const program = new Command()
 
 registerServeCommand(program, configOrExit);
 registerGenerateCommand(program, configOrExit);
+registerModelsCommand(program, configOrExit);
+registerSetupCommand(program, configOrExit);
 
 try {
   await program.parseAsync(process.argv);
