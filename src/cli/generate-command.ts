@@ -8,6 +8,7 @@ import type { Config } from "../config/index.js";
 import { parseGenerationRequest, type GenerationRequest } from "../diffusion/index.js";
 import type { ProgressEvent } from "../events/progress-event.js";
 import { createProgressDisplay } from "./progress-display.js";
+import { interruptSignal } from "./interrupt.js";
 
 interface GenerateOptions {
   model?: string;
@@ -64,17 +65,14 @@ async function generate(prompt: string, options: GenerateOptions, config: Config
   }
   const deps = createOwnedDeps(config, "diffugen generate");
   const display = createProgressDisplay();
-  const controller = new AbortController();
-  const onSignal = () => controller.abort(new Error("interrupted"));
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+  const interrupt = interruptSignal();
 
   let state: DiffugenStateValue | undefined;
   try {
     const graph = builder.compile();
     const stream = await graph.stream(
       { request, refinePrompt: options.refine },
-      { streamMode: ["custom", "values"], signal: controller.signal, context: { deps } },
+      { streamMode: ["custom", "values"], signal: interrupt.signal, context: { deps } },
     );
     for await (const [mode, chunk] of stream) {
       if (mode === "custom") display.update(chunk as ProgressEvent);
@@ -82,11 +80,10 @@ async function generate(prompt: string, options: GenerateOptions, config: Config
     }
   } catch (err) {
     display.stop();
-    process.stderr.write(controller.signal.aborted ? "diffugen: interrupted\n" : `diffugen: ${(err as Error).message}\n`);
-    return controller.signal.aborted ? 130 : 1;
+    process.stderr.write(interrupt.signal.aborted ? "diffugen: interrupted\n" : `diffugen: ${(err as Error).message}\n`);
+    return interrupt.signal.aborted ? 130 : 1;
   } finally {
-    process.removeListener("SIGINT", onSignal);
-    process.removeListener("SIGTERM", onSignal);
+    interrupt.dispose();
     // Waits for the LLM to be back before the process exits.
     await deps.scheduler.close();
   }

@@ -18,6 +18,7 @@ import {
   type ModelFileStatus,
   type SourceCatalog,
 } from "../setup/index.js";
+import { interruptSignal } from "./interrupt.js";
 
 /**
  * `diffugen models`: the registry's models, each file with its role, path, whether it is on
@@ -153,10 +154,7 @@ async function pullModels(names: string[], config: Config, options: { retries: s
 
   const hf = hfEnv();
   const display = createDownloadDisplay();
-  const controller = new AbortController();
-  const onSignal = () => controller.abort(new Error("interrupted"));
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+  const interrupt = interruptSignal();
   try {
     await warnAboutDiskSpace(config.sd.modelsDir, entries, registry, catalog, hf, display.log.bind(display));
     for (const entry of entries) {
@@ -166,7 +164,7 @@ async function pullModels(names: string[], config: Config, options: { retries: s
       if (missing === 0) continue;
       await pullModel(registry, entry, catalog, {
         hf,
-        signal: controller.signal,
+        signal: interrupt.signal,
         retries,
         reporter: {
           start: (file, index, count) => display.start(`[${index}/${count}] ${path.basename(file.path)}`),
@@ -200,8 +198,7 @@ async function pullModels(names: string[], config: Config, options: { retries: s
     throw err;
   } finally {
     display.stop();
-    process.removeListener("SIGINT", onSignal);
-    process.removeListener("SIGTERM", onSignal);
+    interrupt.dispose();
   }
 }
 

@@ -18,6 +18,7 @@ import {
   type ReleaseAsset,
   type SdVariant,
 } from "../setup/index.js";
+import { interruptSignal } from "./interrupt.js";
 
 /**
  * `diffugen setup`: fetches a stable-diffusion.cpp release build for this machine (CUDA when
@@ -79,10 +80,7 @@ async function setup(options: SetupOptions, config: Config): Promise<number> {
   say(`stable-diffusion.cpp ${tag} (${asset.variant}): ${asset.files.join(" + ")}`);
 
   const display = createDownloadDisplay();
-  const controller = new AbortController();
-  const onSignal = () => controller.abort(new Error("interrupted"));
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+  const interrupt = interruptSignal();
   try {
     const result = await installSdCpp({
       dataDir: config.dataDir,
@@ -90,7 +88,7 @@ async function setup(options: SetupOptions, config: Config): Promise<number> {
       tag,
       asset,
       force: options.force,
-      signal: controller.signal,
+      signal: interrupt.signal,
       onDownloadStart: (file, url) => {
         display.log(`fetching ${url}`);
         display.start(file);
@@ -131,8 +129,7 @@ async function setup(options: SetupOptions, config: Config): Promise<number> {
     }
     throw err;
   } finally {
-    process.removeListener("SIGINT", onSignal);
-    process.removeListener("SIGTERM", onSignal);
+    interrupt.dispose();
   }
 }
 
