@@ -1,6 +1,8 @@
 export { JobRunner, type StartJobOptions } from "./job-runner.js";
 export {
   JobRejectedError,
+  graphStreamModes,
+  type GraphStreamMode,
   type Job,
   type JobEvent,
   type JobInput,
@@ -12,3 +14,4 @@ export {
 export { preflight, estimateRetryAfterSeconds } from "./preflight.js";
 export { locateExecutable } from "./executable.js";
 export { EventChannel } from "./event-channel.js";
+export { sdCliVersion, type SdCliVersion } from "./sd-version.js";

@@ -5,7 +5,16 @@ import { builder } from "../../graphs/diffugen.js";
 import type { DiffugenDeps } from "../../graphs/diffugen/dependencies.js";
 import type { DiffugenStateValue } from "../../graphs/diffugen/state.js";
 import { EventChannel } from "./event-channel.js";
-import { JobRejectedError, type Job, type JobEvent, type JobInput, type JobOutcome, type JobResult, type RawJobInput } from "./job.js";
+import {
+  JobRejectedError,
+  type GraphStreamMode,
+  type Job,
+  type JobEvent,
+  type JobInput,
+  type JobOutcome,
+  type JobResult,
+  type RawJobInput,
+} from "./job.js";
 import { preflight } from "./preflight.js";
 
 export interface StartJobOptions {
@@ -16,7 +25,16 @@ export interface StartJobOptions {
   signal?: AbortSignal | undefined;
   /** False for a caller that never reads `events` (a non-streaming request). */
   events?: boolean | undefined;
+  /**
+   * Also pass on the graph's own stream chunks in these modes, as `chunk` events (the raw
+   * graph stream). The runner streams `updates` and `custom` anyway; `values` costs a
+   * state snapshot per step, so it is only asked of LangGraph when wanted.
+   */
+  streamModes?: readonly GraphStreamMode[] | undefined;
 }
+
+/** What the runner itself reads from every run. */
+const ownModes: readonly GraphStreamMode[] = ["updates", "custom"];
 
 type State = Partial<DiffugenStateValue>;
 
@@ -81,7 +99,7 @@ export class JobRunner {
       },
       {
         configurable: { thread_id: job.id },
-        streamMode: ["updates", "custom"],
+        streamMode: [...new Set([...ownModes, ...job.rawModes])],
         signal: job.signal,
         context: { deps: this.deps },
       },
@@ -100,12 +118,15 @@ class RunningJob implements Job {
   #resolveFinished!: (result: JobResult) => void;
   #answered: JobOutcome | undefined;
   #state: State;
+  /** The modes whose chunks go out as `chunk` events. */
+  readonly rawModes: ReadonlySet<GraphStreamMode>;
 
   constructor(
     readonly id: string,
     options: StartJobOptions,
   ) {
     this.#state = { jobId: id };
+    this.rawModes = new Set(options.streamModes ?? []);
     this.outcome = new Promise((resolve) => (this.#resolveOutcome = resolve));
     this.finished = new Promise((resolve) => (this.#resolveFinished = resolve));
     if (options.events === false) this.events.detach();
@@ -137,6 +158,7 @@ class RunningJob implements Job {
   async #drive(stream: () => Promise<GraphStream>, checkpointer: MemorySaver): Promise<void> {
     try {
       for await (const [mode, chunk] of await stream()) {
+        if (this.rawModes.has(mode as GraphStreamMode)) this.events.push({ type: "chunk", mode: mode as GraphStreamMode, chunk });
         if (mode === "custom") this.events.push({ type: "progress", event: chunk as ProgressEvent });
         else if (mode === "updates") this.#onUpdates(chunk as Record<string, unknown>);
       }

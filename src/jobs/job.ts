@@ -46,8 +46,17 @@ export type JobOutcome =
   /** The client went away, or the server is shutting down. */
   | { kind: "cancelled"; reason: string };
 
+/** LangGraph stream modes a caller can ask to see raw (POST /v1/graph/stream). */
+export const graphStreamModes = ["updates", "custom", "values"] as const;
+export type GraphStreamMode = (typeof graphStreamModes)[number];
+
 /** Everything a run produced, seen in order. */
 export type JobEvent =
+  /**
+   * A chunk of the graph's own stream, as LangGraph produced it, in one of the modes the
+   * job was started with (`streamModes`); only then. Sent before the events made from it.
+   */
+  | { type: "chunk"; mode: GraphStreamMode; chunk: unknown }
   /** A progress event from the graph's custom stream. */
   | { type: "progress"; event: ProgressEvent }
   /** A node finished: what it changed, and the state as it stands after it. */

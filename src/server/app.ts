@@ -7,7 +7,7 @@ import { JobRunner } from "../jobs/index.js";
 import { apiKeyAuth } from "./auth.js";
 import { ApiError, dialectOf, errorResponse, toApiError } from "./errors.js";
 import { diffugenApiRoutes } from "./routes/diffugen-api.js";
-import { eventsRoutes } from "./routes/events.js";
+import { graphStreamRoutes } from "./routes/graph-stream.js";
 import { healthRoutes } from "./routes/health.js";
 import { imagesFilesRoutes } from "./routes/images-files.js";
 import { openaiChatRoutes } from "./routes/openai-chat.js";
@@ -22,12 +22,19 @@ export interface AppOptions extends Partial<ServerOptions> {
   runner?: JobRunner | undefined;
 }
 
-/** Routes that stay open with API_KEY set: health checks, and images a browser loads from markdown. */
-const isOpenPath = (path: string) => path === "/health" || path.startsWith("/images/");
+/**
+ * The one route open with API_KEY set: health checks (load balancers, Docker). Everything
+ * else needs the key, generated images included: OpenWebUI fetches image URLs with the
+ * same bearer header, and chat answers carry the picture itself in `delta.images`.
+ */
+const isOpenPath = (path: string) => path === "/health";
+
+/** Every path this app answers (and so guards). */
+const ownPaths = ["/health", "/images/*", "/v1/*", "/generate", "/generate/*"];
 
 /**
  * The HTTP API: one module per dialect (OpenAI models/images/edits/chat, the original
- * DiffuGen API, the raw event stream), each a thin layer over the job runner.
+ * DiffuGen API, the raw graph stream), each a thin layer over the job runner.
  */
 export function createApp(deps: DiffugenDeps, options: AppOptions = {}): Hono<AppEnv> {
   const serverOptions: ServerOptions = {
@@ -60,9 +67,16 @@ export function createApp(deps: DiffugenDeps, options: AppOptions = {}): Hono<Ap
     c.set("clientSignal", c.req.raw.signal);
     await next();
   });
-  app.use(cors({ origin: "*", allowHeaders: ["Authorization", "Content-Type", "X-API-Key"], exposeHeaders: ["Retry-After"] }));
-  app.use((c, next) => (isOpenPath(c.req.path) ? next() : auth(c, next)));
-  app.use(limit);
+  // Browsers may call the API from other origins (a custom UI); preflights are answered
+  // here, before the key is checked, as CORS requires.
+  // Scoped to DiffuGen's own paths: the LangGraph dev server mounts this app at "/" beside
+  // its own API (langgraph.json http.app), whose routes these must not guard.
+  const corsHeaders = cors({ origin: "*", allowHeaders: ["Authorization", "Content-Type", "X-API-Key"], exposeHeaders: ["Retry-After", "WWW-Authenticate"] });
+  for (const path of ownPaths) {
+    app.use(path, corsHeaders);
+    app.use(path, (c, next) => (isOpenPath(c.req.path) ? next() : auth(c, next)));
+    app.use(path, limit);
+  }
 
   app.route("/health", healthRoutes(ctx));
   app.route("/images", imagesFilesRoutes(ctx));
@@ -70,7 +84,7 @@ export function createApp(deps: DiffugenDeps, options: AppOptions = {}): Hono<Ap
   app.route("/v1", openaiImagesRoutes(ctx));
   app.route("/v1", openaiImageEditsRoutes(ctx));
   app.route("/v1", openaiChatRoutes(ctx));
-  app.route("/v1", eventsRoutes(ctx));
+  app.route("/v1", graphStreamRoutes(ctx));
   app.route("/", diffugenApiRoutes(ctx));
 
   app.notFound((c) =>

@@ -6,6 +6,7 @@ import { ApiError } from "./errors.js";
  * Optional API key. With API_KEY set, a request needs `Authorization: Bearer <key>` (what
  * OpenAI clients and OpenWebUI send) or `X-API-Key: <key>` (what the original DiffuGen
  * clients sent). Without it, everything is open: the service is meant for a LAN box.
+ * CORS preflights (OPTIONS) carry no credentials and pass; the cors middleware answers them.
  */
 export function apiKeyAuth(apiKey: string | undefined): MiddlewareHandler {
   const expected = apiKey === undefined ? undefined : digest(apiKey);

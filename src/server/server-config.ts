@@ -3,8 +3,8 @@ import { z } from "zod";
 /**
  * Settings only the HTTP server reads (the rest lives in src/config). README lists them:
  *
- *   API_KEY          unset     when set, every API route needs `Authorization: Bearer <key>`
- *                              (or `X-API-Key: <key>`); /health and /images/* stay open
+ *   API_KEY          unset     when set, every route but /health needs `Authorization: Bearer <key>`
+ *                              (or `X-API-Key: <key>`), /images/* included
  *   PUBLIC_BASE_URL  unset     how clients reach this server (`https://draw.example.com`), for
  *                              image URLs; unset = taken from each request's Host header
  *   MAX_BODY_MB      32        largest request body (JSON or an uploaded image), else 413

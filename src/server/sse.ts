@@ -8,7 +8,8 @@ import type { AppEnv } from "./server-context.js";
  *   compressing proxies pass each event on at once;
  * - a comment line every 15 s (`: heartbeat`), which every SSE client ignores but which
  *   keeps idle-timeouts from cutting a slow CPU generation;
- * - an `id:` on every event;
+ * - an `id:` on every event, unless the dialect has none (OpenAI's chat stream is `data:`
+ *   lines only);
  * - `signal` aborts when the client disconnects, whichever way node notices first (the
  *   request closing or the response stream being cancelled): routes pass it to the job.
  */
@@ -30,6 +31,8 @@ export interface SseOptions {
   /** Reports a failure inside `run` on the stream, in the dialect's shape. */
   onError?: (err: unknown, sink: SseSink) => Promise<void>;
   log?: (message: string) => void;
+  /** Number the events with `id:` lines (default true). */
+  ids?: boolean;
 }
 
 export function sseResponse(c: Context<AppEnv>, options: SseOptions, run: (sink: SseSink) => Promise<void>): Response {
@@ -48,7 +51,7 @@ export function sseResponse(c: Context<AppEnv>, options: SseOptions, run: (sink:
         if (gone.signal.aborted) return;
         await stream.writeSSE({
           data: typeof data === "string" ? data : JSON.stringify(data),
-          id: String(++id),
+          ...(options.ids === false ? {} : { id: String(++id) }),
           ...(event === undefined ? {} : { event }),
         });
       },

@@ -67,6 +67,12 @@ describe("a client that disconnects cancels its job", () => {
     await expectEverythingReturned(s.stack);
   });
 
+  it("raw graph stream: the same", async () => {
+    s = await startServerStack(slowRun);
+    await readUntil(`${s.url}/v1/graph/stream`, { request: { prompt: "a fox", width: 64, height: 64, steps: 20 } }, (text) => text.includes('"step":{"current":1,'));
+    await expectEverythingReturned(s.stack);
+  });
+
   it("non-streaming request: hanging up before the answer cancels it too", async () => {
     s = await startServerStack(slowRun);
     const controller = new AbortController();

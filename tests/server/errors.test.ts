@@ -95,22 +95,70 @@ describe("errors in OpenAI's shape, before anything runs", () => {
     expectNothingRan(s.stack);
   });
 
-  it("401 with API_KEY set and a missing or wrong bearer; /health stays open", async () => {
+  it("401 with API_KEY set and a missing or wrong key on every route but /health, /images/* included", async () => {
     s = await startServerStack({ server: { apiKey: "sekrit" } });
     expect((await s.client.models.list()).data.length).toBeGreaterThan(0);
     const wrong = await fetch(`${s.url}/v1/models`, { headers: { Authorization: "Bearer nope" } });
     expect(wrong.status).toBe(401);
+    expect(wrong.headers.get("www-authenticate")).toMatch(/^Bearer/);
     expect(await wrong.json()).toMatchObject({ error: { type: "invalid_request_error", code: "invalid_api_key" } });
+    // Same length, one character off; a longer key with the right prefix; another scheme.
+    for (const authorization of ["Bearer sekriT", "Bearer sekrit2", "Basic c2Vrcml0", "sekrit"]) {
+      expect((await fetch(`${s.url}/v1/models`, { headers: { Authorization: authorization } })).status).toBe(401);
+    }
     const missing = await postJson(`${s.url}/v1/images/generations`, { prompt: "a fox" });
     expect(missing.status).toBe(401);
     expect(missing.headers.get("x-should-retry")).toBe("false");
-    const seed = await postJson(`${s.url}/generate`, { prompt: "a fox" });
-    expect(seed.status).toBe(401);
-    expect(await seed.json()).toMatchObject({ success: false, error: expect.stringContaining("API key") });
+    expect(await missing.json()).toMatchObject({ error: { code: "missing_api_key" } });
+    // The seed API keeps its own error shape.
+    for (const route of ["/generate", "/generate/stream", "/generate/flux", "/v1/images/generations/stream"]) {
+      const seed = await postJson(`${s.url}${route}`, { prompt: "a fox" });
+      expect({ route, status: seed.status }).toEqual({ route, status: 401 });
+      expect(await seed.json()).toMatchObject({ success: false, error: expect.stringContaining("API key") });
+    }
+    for (const [method, route] of [
+      ["POST", "/v1/chat/completions"],
+      ["POST", "/v1/images/edits"],
+      ["POST", "/v1/graph/stream"],
+      ["POST", "/v1/runs/stream"],
+      ["GET", "/v1/events/stream?prompt=a%20fox"],
+      ["GET", "/v1/nothing/here"],
+    ] as const) {
+      const res = await fetch(`${s.url}${route}`, { method, ...(method === "POST" ? { body: "{}", headers: { "Content-Type": "application/json" } } : {}) });
+      expect({ route, status: res.status }).toEqual({ route, status: 401 });
+      expect(await res.json()).toMatchObject({ error: { code: "missing_api_key" } });
+    }
     const viaHeader = await fetch(`${s.url}/v1/models`, { headers: { "X-API-Key": "sekrit" } });
     expect(viaHeader.status).toBe(200);
     expect((await fetch(`${s.url}/health`)).status).toBe(200);
     expectNothingRan(s.stack);
+
+    // Generated images need the key too (OpenWebUI fetches `url` answers with its bearer).
+    const made = await s.client.images.generate({ prompt: "a fox", size: "64x64", steps: 1, refine: false, response_format: "url" } as Body & { stream?: false });
+    const url = made.data![0]!.url!;
+    const open = await fetch(url);
+    expect(open.status).toBe(401);
+    expect(await open.text()).not.toContain("PNG");
+    const withKey = await fetch(url, { headers: { Authorization: "Bearer sekrit" } });
+    expect(withKey.status).toBe(200);
+    expect(withKey.headers.get("content-type")).toBe("image/png");
+    expect((await fetch(url, { headers: { "X-API-Key": "sekrit" } })).status).toBe(200);
+  });
+
+  it("CORS: preflights pass without a key, and answers (401s included) carry the CORS headers", async () => {
+    s = await startServerStack({ server: { apiKey: "sekrit" } });
+    const preflight = await fetch(`${s.url}/v1/chat/completions`, {
+      method: "OPTIONS",
+      headers: { Origin: "https://ui.example", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type" },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get("access-control-allow-origin")).toBe("*");
+    expect(preflight.headers.get("access-control-allow-headers")?.toLowerCase()).toContain("authorization");
+    const refused = await fetch(`${s.url}/v1/models`, { headers: { Origin: "https://ui.example" } });
+    expect(refused.status).toBe(401);
+    expect(refused.headers.get("access-control-allow-origin")).toBe("*");
+    const allowed = await fetch(`${s.url}/v1/models`, { headers: { Origin: "https://ui.example", Authorization: "Bearer sekrit" } });
+    expect(allowed.headers.get("access-control-allow-origin")).toBe("*");
   });
 
   it("413 when the body is larger than MAX_BODY_MB", async () => {

@@ -8,7 +8,6 @@ import {
 } from "../../src/server/format/chat-completions.js";
 import { seedPhaseAndProgress } from "../../src/server/format/diffugen-api.js";
 import { PartialImagePicker, formatImageProgress } from "../../src/server/format/openai-images.js";
-import { formatRawEvent } from "../../src/server/format/raw-events.js";
 import { fitToGrid, sniffImage } from "../../src/server/uploads.js";
 import { makePng } from "./harness.js";
 
@@ -54,11 +53,8 @@ describe("formatters (pure)", () => {
     expect(new PartialImagePicker(2).take({ kind: "status", phase: "sampling", progress: 50, message: "", at })).toBe(false);
   });
 
-  it("keeps progress small: no previews or images in progress objects, no PNG in raw events unless asked", () => {
+  it("keeps progress small: no previews or images in progress objects", () => {
     expect(formatImageProgress(preview(50))).toBeUndefined();
-    expect(formatRawEvent(preview(50), false)).toMatchObject({ pngBytes: 3 });
-    expect(formatRawEvent(preview(50), false)).not.toHaveProperty("pngBase64");
-    expect(formatRawEvent(preview(50), true)).toHaveProperty("pngBase64", "AAAA");
   });
 
   it("writes OpenWebUI status lines from sampling steps", () => {
@@ -82,6 +78,14 @@ describe("formatters (pure)", () => {
     expect(previousPromptIn(["hello", `${md}\n\n*sd15 · 64×64*`, "no picture here"])).toBe(prompt);
     expect(previousPromptIn(["![x](https://elsewhere.example/cat.png)"])).toBeUndefined();
     expect(withoutImages(`${md} and data:image/png;base64,AAAA`)).toBe(`[picture: ${prompt}] and [image data]`);
+  });
+
+  it("a plain link (API key set: a browser cannot load the image) carries the prompt just the same", () => {
+    const prompt = "a [red] fox";
+    const link = imageMarkdown(prompt, "http://h/images/a.png", { embed: false });
+    expect(link).toBe("[a \\[red\\] fox](http://h/images/a.png)");
+    expect(previousPromptIn([`${link}\n\n*sd15*`])).toBe(prompt);
+    expect(withoutImages(`${link} see [docs](https://example.com/docs)`)).toBe(`[picture: ${prompt}] see [docs](https://example.com/docs)`);
   });
 
   it("recognises PNG and JPEG by their bytes and fits uploads to the 64 grid", () => {

@@ -66,15 +66,17 @@ describe("POST /v1/chat/completions (a chat model that draws)", () => {
     expect(readViolations(s.stack.gpuDir)).toEqual([]);
   });
 
-  it("the raw stream ends with data: [DONE] and carries ids and anti-buffering headers", async () => {
+  it("the raw stream is data: lines only (as OpenAI's), ends with data: [DONE], with anti-buffering headers", async () => {
     s = await startServerStack();
     const res = await postJson(`${s.url}/v1/chat/completions`, { ...draw, stream: true, messages: [{ role: "user", content: "paint a cat" }] });
     expect(res.headers.get("content-type")).toMatch(/^text\/event-stream/);
     expect(res.headers.get("cache-control")).toBe("no-cache, no-transform");
     expect(res.headers.get("x-accel-buffering")).toBe("no");
-    const { messages } = parseSse(await res.text());
+    const text = await res.text();
+    const { messages } = parseSse(text);
     expect(messages.at(-1)!.data).toBe("[DONE]");
-    expect(messages.every((m) => m.id !== undefined)).toBe(true);
+    expect(messages.every((m) => m.id === undefined && m.event === undefined)).toBe(true);
+    expect(text.split("\n").filter((line) => line !== "" && !line.startsWith("data: ") && !line.startsWith(":"))).toEqual([]);
   });
 
   it("non-streaming: one chat.completion with the markdown image, images and reasoning", async () => {

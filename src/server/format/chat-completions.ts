@@ -119,20 +119,25 @@ export function imageDataUrl(b64: string): ImageUrlPart {
 /**
  * A markdown image whose alt text is the prompt that drew it. That is where the next
  * request finds the previous picture's prompt ("now make it darker"): the conversation
- * comes back with every request, so nothing has to be stored here.
+ * comes back with every request, so nothing has to be stored here. `embed: false` writes
+ * a plain link instead (`[prompt](url)`), for URLs a browser cannot load by itself (behind
+ * the API key); it carries the prompt just the same.
  */
-export function imageMarkdown(prompt: string, url: string): string {
+export function imageMarkdown(prompt: string, url: string, options: { embed?: boolean } = {}): string {
   const alt = prompt.replace(/\s+/g, " ").trim().replace(/[\\[\]]/g, (ch) => `\\${ch}`);
-  return `![${alt}](${url})`;
+  return `${options.embed === false ? "" : "!"}[${alt}](${url})`;
 }
 
-const markdownImage = /!\[((?:\\[\s\S]|[^\\\]])*)\]\(\s*([^)\s]+)(?:\s+"[^"]*")?\s*\)/g;
+/** A markdown image or link: `!` (or nothing), the alt/link text, the URL. */
+const markdownPicture = /(!?)\[((?:\\[\s\S]|[^\\\]])*)\]\(\s*([^)\s]+)(?:\s+"[^"]*")?\s*\)/g;
+/** A generated image this server links to. */
+const ourImageUrl = /\/images\/[^/]+$/;
 
 /** The prompt of the last picture this server put into the conversation, if any. */
 export function previousPromptIn(assistantTexts: readonly string[]): string | undefined {
   for (let i = assistantTexts.length - 1; i >= 0; i--) {
-    const matches = [...(assistantTexts[i] ?? "").matchAll(markdownImage)].filter((m) => /\/images\/[^/]+$/.test(m[2] ?? ""));
-    const alt = matches.at(-1)?.[1];
+    const matches = [...(assistantTexts[i] ?? "").matchAll(markdownPicture)].filter((m) => ourImageUrl.test(m[3] ?? ""));
+    const alt = matches.at(-1)?.[2];
     if (alt !== undefined) {
       const prompt = alt.replace(/\\([\s\S])/g, "$1").trim();
       if (prompt !== "") return prompt;
@@ -141,10 +146,12 @@ export function previousPromptIn(assistantTexts: readonly string[]): string | un
   return undefined;
 }
 
-/** Removes pictures from a message before the LLM sees it: it reads prompts, not URLs. */
+/** Removes pictures (and links to ours) from a message before the LLM sees it: it reads prompts, not URLs. */
 export function withoutImages(text: string): string {
   return text
-    .replace(markdownImage, (_m, alt: string) => `[picture: ${alt.replace(/\\([\s\S])/g, "$1")}]`)
+    .replace(markdownPicture, (m, bang: string, alt: string, url: string) =>
+      bang === "!" || ourImageUrl.test(url) ? `[picture: ${alt.replace(/\\([\s\S])/g, "$1")}]` : m,
+    )
     .replace(/data:image\/[a-z+]+;base64,[A-Za-z0-9+/=]+/g, "[image data]");
 }
 

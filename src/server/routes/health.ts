@@ -1,25 +1,58 @@
 import { Hono } from "hono";
-import { locateExecutable } from "../../jobs/index.js";
-import { checkOllama } from "../../llm/index.js";
+import { locateExecutable, sdCliVersion } from "../../jobs/index.js";
+import { checkOllama, OllamaControl, silentLlmLogger, type ResidentModel } from "../../llm/index.js";
 import type { AppEnv, ServerContext } from "../server-context.js";
+
+/** Each Ollama request of a health check gives up after this long. */
+const ollamaTimeoutMs = 2_000;
 
 /**
  * GET /health (open, no API key): is this server able to chat and draw right now?
  * Always 200 while the process serves (a liveness check); `status` says `ok` when Ollama
- * answers and sd-cli is found, `degraded` otherwise, with the details.
+ * answers and sd-cli is found, `degraded` otherwise, with the details: Ollama's version,
+ * the models it holds in memory now (/api/ps), sd-cli's `--version` line (run once and
+ * cached), every registry model with its files and whether each is on disk, and what the
+ * GPU scheduler is doing.
  */
 export function healthRoutes(ctx: ServerContext) {
+  const { config, registry, scheduler, sdEnv } = ctx.deps;
+  // Only reads /api/ps: it never loads or unloads anything.
+  const ollamaControl = new OllamaControl(config.llm, { logger: silentLlmLogger, requestTimeoutMs: ollamaTimeoutMs });
   return new Hono<AppEnv>().get("/", async (c) => {
-    const { config, registry, scheduler } = ctx.deps;
-    const ollama = await checkOllama(config.llm, { timeoutMs: 2_000, signal: c.var.clientSignal });
+    const signal = c.var.clientSignal;
     const sdPath = locateExecutable(config.sd.bin);
-    const models = registry.list().map((entry) => ({ name: entry.name, available: registry.missingFiles(entry).length === 0 }));
+    const [ollama, resident, sdVersion] = await Promise.all([
+      checkOllama(config.llm, { timeoutMs: ollamaTimeoutMs, signal }),
+      ollamaControl.listResident(signal).then(
+        (models): { models: ResidentModel[] | null; error?: string } => ({ models }),
+        (err: unknown) => ({ models: null, error: err instanceof Error ? err.message : String(err) }),
+      ),
+      sdPath === undefined ? Promise.resolve(undefined) : sdCliVersion(config.sd.bin, sdEnv),
+    ]);
+    const models = registry.list().map((entry) => {
+      const missing = new Set(registry.missingFiles(entry).map((f) => f.path));
+      return {
+        name: entry.name,
+        available: missing.size === 0,
+        files: registry.files(entry).map((f) => ({ role: f.role, path: f.path, present: !missing.has(f.path) })),
+      };
+    });
     const ok = ollama.reachable && sdPath !== undefined;
     return c.json({
       status: ok ? "ok" : "degraded",
       ok,
-      ollama,
-      sd: { bin: config.sd.bin, found: sdPath !== undefined, path: sdPath ?? null },
+      ollama: {
+        ...ollama,
+        resident: resident.models,
+        ...(resident.error === undefined ? {} : { residentError: resident.error }),
+      },
+      sd: {
+        bin: config.sd.bin,
+        found: sdPath !== undefined,
+        path: sdPath ?? null,
+        version: sdVersion?.version ?? null,
+        ...(sdVersion?.error === undefined ? {} : { versionError: sdVersion.error }),
+      },
       models,
       scheduler: scheduler.state(),
       jobs: { active: ctx.runner.activeJobs },

@@ -7,8 +7,9 @@ import type { AppEnv, ServerContext } from "../server-context.js";
 
 /**
  * GET /images/<file>: the generated images, for `url` responses and the markdown links in
- * chat answers. Open without the API key (a browser showing a chat cannot send one); the
- * names are unguessable. Only a plain file name directly in OUTPUT_DIR is served: no
+ * chat answers. Behind the API key like every route but /health: OpenWebUI fetches `url`
+ * answers with its bearer header (and chat answers carry the picture inline as
+ * `delta.images`). Only a plain file name directly in OUTPUT_DIR is served: no
  * separators, no dot-dot, no symlink out, no preview files.
  */
 

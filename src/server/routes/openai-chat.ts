@@ -71,11 +71,14 @@ export function openaiChatRoutes(ctx: ServerContext) {
     );
     const meta: ChunkMeta = { id: `chatcmpl-${randomBytes(12).toString("hex")}`, created: Math.floor(Date.now() / 1000), model: body.model };
     const base = publicBaseUrl(c, ctx.options.publicBaseUrl);
+    // With an API key a browser cannot load /images/* from markdown: link the picture
+    // instead of embedding it (clients show it from `images`).
+    const links: ImageLinks = { base, embed: ctx.options.apiKey === undefined };
     const promptTokens = roughTokens(conversation.allText);
 
     if (!body.stream) {
       const job = ctx.runner.start(input, { signal: c.var.clientSignal, events: false });
-      const answer = await answerOf(await job.outcome, base);
+      const answer = await answerOf(await job.outcome, links);
       return c.json(
         chatCompletion(meta, { content: answer.content, reasoning_content: answer.reasoning || undefined, images: answer.images }, usageOf(promptTokens, answer.content + answer.reasoning)),
       );
@@ -83,7 +86,12 @@ export function openaiChatRoutes(ctx: ServerContext) {
 
     return sseResponse(
       c,
-      { heartbeatMs: ctx.options.heartbeatMs, log: ctx.options.log, onError: (err, sink) => sendError(sink, meta, err instanceof Error ? err.message : String(err), "internal") },
+      {
+        heartbeatMs: ctx.options.heartbeatMs,
+        log: ctx.options.log,
+        ids: false,
+        onError: (err, sink) => sendError(sink, meta, err instanceof Error ? err.message : String(err), "internal"),
+      },
       async (sink) => {
         const job = ctx.runner.start(input, { signal: sink.signal });
         const started = Date.now();
@@ -120,7 +128,7 @@ export function openaiChatRoutes(ctx: ServerContext) {
         if (outcome.kind === "images") {
           // The picture goes once, in a chunk of its own; the markdown link follows as text.
           for (const image of outcome.images) await sink.send(chatChunk(meta, { images: [imageDataUrl(await readBase64(image.path))] }));
-          content = imagesContent(outcome, base);
+          content = imagesContent(outcome, links);
           const took = Math.round((Date.now() - started) / 100) / 10;
           await sink.send(chatChunk(meta, { content }));
           await sink.send(statusChunk(meta, `${outcome.images.length === 1 ? "Image" : `${outcome.images.length} images`} ready in ${took} s`, true));
@@ -184,20 +192,26 @@ function readConversation(body: ChatBody): Conversation {
   };
 }
 
-function imagesContent(outcome: Extract<JobOutcome, { kind: "images" }>, base: string): string {
+interface ImageLinks {
+  base: string;
+  /** `![prompt](url)` when a browser can load the URL, `[prompt](url)` when it needs the API key. */
+  embed: boolean;
+}
+
+function imagesContent(outcome: Extract<JobOutcome, { kind: "images" }>, links: ImageLinks): string {
   const prompt = outcome.refined?.prompt ?? outcome.params.prompt;
-  const pictures = outcome.images.map((image) => imageMarkdown(prompt, imageUrl(base, image.path)));
+  const pictures = outcome.images.map((image) => imageMarkdown(prompt, imageUrl(links.base, image.path), { embed: links.embed }));
   return `${pictures.join("\n\n")}\n\n*${describeParams(outcome.model, outcome.params)}*`;
 }
 
-async function answerOf(outcome: JobOutcome, base: string): Promise<{ content: string; reasoning: string; images?: ImageUrlPart[] }> {
+async function answerOf(outcome: JobOutcome, links: ImageLinks): Promise<{ content: string; reasoning: string; images?: ImageUrlPart[] }> {
   switch (outcome.kind) {
     case "images": {
       const refined = outcome.refined;
       const reasoning =
         (refined ? reasoningForRefined(refined.prompt, refined.negativePrompt, refined.fellBack) : "") + reasoningForParams(outcome.model, outcome.params);
       const images = await Promise.all(outcome.images.map(async (image) => imageDataUrl(await readBase64(image.path))));
-      return { content: imagesContent(outcome, base), reasoning, images };
+      return { content: imagesContent(outcome, links), reasoning, images };
     }
     case "reply":
       return { content: outcome.text, reasoning: "" };

@@ -1,0 +1,314 @@
+/**
+ * What the server itself adds to an image: the real HTTP server (startServer, API key on)
+ * in front of the real stack (graph, job runner, GPU scheduler, OllamaControl, PromptRefiner,
+ * sd runner) wired to the doubles by tests/graph/harness.ts startStack(): the fake Ollama
+ * (in this process) and the sd-cli double (a child process), timed like a real SD1.5 run
+ * on an 8 GB GPU: lazy tensor loading 3 x 300 ms, conditioning 50 ms, 150 ms a step, VAE
+ * decode 300 ms; 4 and 20 steps. The Ollama double takes 250 ms to answer a chat (the
+ * refinement) and 500 ms to load the model (the reload); it drops an unloaded model at once.
+ *
+ *   npx tsx bench/overhead.ts          (BENCH_N=n measured requests per profile, default 8;
+ *                                       BENCH_TRACE=1 prints each request's timeline)
+ *
+ * Per profile: N sequential `POST /v1/images/generations` (512x512, refine on, b64_json),
+ * each sent once the previous run is over (the LLM back in VRAM and the graph run ended,
+ * as for a user who asks again a little later), after 2 warm-up requests. For each request:
+ *
+ *   wall      from the client's fetch() call to the last byte of the JSON answer.
+ *   sd-cli    the sd-cli double's own run: from the child_process.spawn() call that starts
+ *             it to the child's 'exit' event. Measured by wrapping node:child_process.spawn
+ *             in this process (execa calls it), so node's start-up of the double counts as
+ *             the double's, like a real sd-cli's own start-up would.
+ *   ollama    the Ollama double's own time: the union of the intervals in which an HTTP
+ *             exchange with it is in flight, from fetch() to the end of the response body
+ *             (wrapping globalThis.fetch, which the `ollama` client and ChatOllama call):
+ *             /api/ps, the unload, the refinement chat, and the reload if one overlaps.
+ *   overhead  = wall - |(sd-cli intervals ∪ ollama intervals) ∩ [request start, end]|
+ *
+ * So the overhead is everything else: HTTP in and out (this process's fetch client
+ * included), validation, preflight, the job runner and LangGraph, the GPU scheduler,
+ * spawning bookkeeping, parsing sd-cli's output, reading and base64-encoding the 512x512
+ * PNG, the JSON answer, and any pause between Ollama requests (OllamaControl's /api/ps
+ * polling back-off: none here, as the double drops an unloaded model at once).
+ * The target: median overhead < 25 ms. "% of wall" is the median of overhead / wall.
+ *
+ * Time to first SSE byte: from fetch() to the first body byte of a streaming request
+ * (OpenWebUI's `POST /v1/chat/completions` with `stream: true`, and `POST
+ * /v1/images/generations` with `stream: true`); the client hangs up at that byte, the
+ * run is cancelled, and the next request waits for the GPU scheduler to settle.
+ */
+import childProcess from "node:child_process";
+import { syncBuiltinESMExports } from "node:module";
+import path from "node:path";
+import { performance } from "node:perf_hooks";
+import { JobRunner } from "../src/jobs/index.js";
+import { startServer } from "../src/server/index.js";
+import { readViolations } from "../tests/fakes/fake-gpu.mjs";
+import { sdCliDouble, startStack } from "../tests/graph/harness.js";
+
+const API_KEY = "bench-key";
+const SIZE = "512x512";
+const WARMUP = 2;
+const TARGET_MEDIAN_MS = 25;
+const SD_TIMING = { FAKE_SD_LOAD_MS: "300", FAKE_SD_COND_MS: "50", FAKE_SD_STEP_MS: "150", FAKE_SD_DECODE_MS: "300" };
+const OLLAMA_TIMING = { chatDelayMs: 250, loadMs: 500, unloadLingerMs: 0 };
+const PROFILES = [
+  { name: "4 steps", steps: 4 },
+  { name: "20 steps", steps: 20 },
+] as const;
+
+interface Interval {
+  kind: "sd" | "ollama";
+  start: number;
+  end: number;
+}
+
+/** Everything the doubles spent, as intervals on performance.now()'s clock. */
+const intervals: Interval[] = [];
+
+/** sd-cli double runs: spawn() call → 'exit'. */
+function instrumentSpawn(): () => void {
+  const original = childProcess.spawn;
+  const wrapped = function (this: unknown, ...args: unknown[]) {
+    const start = performance.now();
+    const child = (original as (...a: unknown[]) => childProcess.ChildProcess).apply(this, args);
+    if (typeof args[0] === "string" && path.basename(args[0]) === path.basename(sdCliDouble)) {
+      child.once("exit", () => intervals.push({ kind: "sd", start, end: performance.now() }));
+    }
+    return child;
+  };
+  childProcess.spawn = wrapped as typeof childProcess.spawn;
+  // execa imports { spawn } from node:child_process: update the ESM binding too.
+  syncBuiltinESMExports();
+  return () => {
+    childProcess.spawn = original;
+    syncBuiltinESMExports();
+  };
+}
+
+/** HTTP exchanges with the Ollama double: fetch() → end of the response body. */
+function instrumentFetch(ollamaUrl: string): () => void {
+  const original = globalThis.fetch;
+  globalThis.fetch = async (input, init) => {
+    const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
+    if (!url.startsWith(ollamaUrl)) return original(input, init);
+    const start = performance.now();
+    let recorded = false;
+    const record = () => {
+      if (recorded) return;
+      recorded = true;
+      intervals.push({ kind: "ollama", start, end: performance.now() });
+    };
+    let res: Response;
+    try {
+      res = await original(input, init);
+    } catch (err) {
+      record();
+      throw err;
+    }
+    if (!res.body) {
+      record();
+      return res;
+    }
+    const body = res.body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        flush: record,
+      }),
+    );
+    const wrapped = new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+    // An abandoned stream ends the exchange as well.
+    init?.signal?.addEventListener("abort", record, { once: true });
+    return wrapped;
+  };
+  return () => {
+    globalThis.fetch = original;
+  };
+}
+
+/** Length of the union of the intervals, clipped to [from, to]. */
+function coveredMs(all: Interval[], from: number, to: number): number {
+  const clipped = all
+    .map((i) => [Math.max(i.start, from), Math.min(i.end, to)] as const)
+    .filter(([a, b]) => b > a)
+    .sort((x, y) => x[0] - y[0]);
+  let total = 0;
+  let curStart = -Infinity;
+  let curEnd = -Infinity;
+  for (const [a, b] of clipped) {
+    if (a > curEnd) {
+      if (curEnd > curStart) total += curEnd - curStart;
+      curStart = a;
+      curEnd = b;
+    } else curEnd = Math.max(curEnd, b);
+  }
+  if (curEnd > curStart) total += curEnd - curStart;
+  return total;
+}
+
+function percentile(values: number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = (p / 100) * (sorted.length - 1);
+  const lo = Math.floor(rank);
+  const hi = Math.ceil(rank);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (rank - lo);
+}
+
+const round = (ms: number, digits = 1) => Math.round(ms * 10 ** digits) / 10 ** digits;
+
+interface Sample {
+  wallMs: number;
+  sdMs: number;
+  ollamaMs: number;
+  overheadMs: number;
+}
+
+export async function run(): Promise<Record<string, unknown>> {
+  const n = Math.max(1, Number(process.env.BENCH_N ?? 8) || 8);
+  const restoreSpawn = instrumentSpawn();
+  const stack = await startStack({ sdEnv: SD_TIMING, ollama: OLLAMA_TIMING });
+  const restoreFetch = instrumentFetch(stack.ollama.url);
+  const runner = new JobRunner(stack.deps);
+  const server = await startServer(stack.deps, { runner, port: 0, host: "127.0.0.1", apiKey: API_KEY, log: () => undefined, shutdownGraceMs: 5_000 });
+  const headers = { Authorization: `Bearer ${API_KEY}`, "Content-Type": "application/json" };
+  /** The previous run fully over: the LLM back (scheduler settled) and the graph run ended. */
+  const settle = async () => {
+    await stack.deps.scheduler.whenSettled();
+    await runner.whenIdle();
+  };
+
+  const imageRequest = async (steps: number): Promise<Sample> => {
+    await settle();
+    const body = JSON.stringify({ model: "sd15", prompt: "a lighthouse at dusk, waves crashing", size: SIZE, steps, response_format: "b64_json" });
+    const start = performance.now();
+    const res = await fetch(`${server.url}/v1/images/generations`, { method: "POST", headers, body });
+    const bytes = await res.arrayBuffer();
+    const end = performance.now();
+    if (res.status !== 200) throw new Error(`image request failed: ${res.status} ${Buffer.from(bytes).toString("utf8").slice(0, 300)}`);
+    const sdMs = coveredMs(intervals.filter((i) => i.kind === "sd"), start, end);
+    const ollamaMs = coveredMs(intervals.filter((i) => i.kind === "ollama"), start, end);
+    const external = coveredMs(intervals, start, end);
+    if (process.env.BENCH_TRACE) {
+      // Where the rest goes: the doubles' intervals, in ms from the request's start.
+      const seen = intervals.filter((i) => i.end > start && i.start < end).sort((a, b) => a.start - b.start);
+      console.log(`${seen.map((i) => `${i.kind} ${round(i.start - start)}..${round(i.end - start)}`).join(" | ")} | answered ${round(end - start)}`);
+    }
+    return { wallMs: end - start, sdMs, ollamaMs, overheadMs: end - start - external };
+  };
+
+  const firstByte = async (route: string, payload: unknown): Promise<number> => {
+    await settle();
+    const controller = new AbortController();
+    const start = performance.now();
+    const res = await fetch(`${server.url}${route}`, { method: "POST", headers, body: JSON.stringify(payload), signal: controller.signal });
+    const reader = res.body!.getReader();
+    const { value } = await reader.read();
+    const at = performance.now();
+    if (res.status !== 200 || !value || value.length === 0) throw new Error(`stream ${route} answered ${res.status} with no body`);
+    controller.abort();
+    await reader.cancel().catch(() => undefined);
+    return at - start;
+  };
+
+  try {
+    const profiles: Record<string, unknown>[] = [];
+    for (const profile of PROFILES) {
+      for (let i = 0; i < WARMUP; i++) await imageRequest(profile.steps);
+      const samples: Sample[] = [];
+      for (let i = 0; i < n; i++) samples.push(await imageRequest(profile.steps));
+      const col = (key: keyof Sample) => samples.map((s) => s[key]);
+      profiles.push({
+        profile: profile.name,
+        steps: profile.steps,
+        requests: n,
+        wallMs: { p50: round(percentile(col("wallMs"), 50)), p90: round(percentile(col("wallMs"), 90)) },
+        sdCliMs: { p50: round(percentile(col("sdMs"), 50)) },
+        ollamaMs: { p50: round(percentile(col("ollamaMs"), 50)) },
+        overheadMs: { p50: round(percentile(col("overheadMs"), 50)), p90: round(percentile(col("overheadMs"), 90)), max: round(Math.max(...col("overheadMs"))) },
+        overheadPctOfWall: round(percentile(samples.map((s) => (100 * s.overheadMs) / s.wallMs), 50), 2),
+      });
+    }
+
+    const chatPayload = { model: "diffugen", stream: true, size: SIZE, steps: 4, messages: [{ role: "system", content: "You are a helpful assistant." }, { role: "user", content: "draw a red fox" }] };
+    const imagesPayload = { model: "sd15", prompt: "a red fox", size: SIZE, steps: 4, stream: true };
+    for (let i = 0; i < WARMUP; i++) {
+      await firstByte("/v1/chat/completions", chatPayload);
+      await firstByte("/v1/images/generations", imagesPayload);
+    }
+    const chatTtfb: number[] = [];
+    const imagesTtfb: number[] = [];
+    for (let i = 0; i < n; i++) {
+      chatTtfb.push(await firstByte("/v1/chat/completions", chatPayload));
+      imagesTtfb.push(await firstByte("/v1/images/generations", imagesPayload));
+    }
+    await settle();
+
+    const medians = profiles.map((p) => (p.overheadMs as { p50: number }).p50);
+    return {
+      setup: { size: SIZE, sdTiming: SD_TIMING, ollamaTiming: OLLAMA_TIMING, warmup: WARMUP, apiKey: true },
+      profiles,
+      firstSseByteMs: {
+        chatCompletions: { p50: round(percentile(chatTtfb, 50), 2), p90: round(percentile(chatTtfb, 90), 2) },
+        imagesGenerations: { p50: round(percentile(imagesTtfb, 50), 2), p90: round(percentile(imagesTtfb, 90), 2) },
+      },
+      targetMedianMs: TARGET_MEDIAN_MS,
+      meetsTarget: medians.every((m) => m < TARGET_MEDIAN_MS),
+      violations: readViolations(stack.gpuDir).length,
+    };
+  } finally {
+    await server.close();
+    await stack.close();
+    restoreFetch();
+    restoreSpawn();
+  }
+}
+
+export function printTable(result: Record<string, unknown>): void {
+  const profiles = result.profiles as {
+    profile: string;
+    requests: number;
+    wallMs: { p50: number };
+    sdCliMs: { p50: number };
+    ollamaMs: { p50: number };
+    overheadMs: { p50: number; p90: number };
+    overheadPctOfWall: number;
+  }[];
+  const rows = [
+    ["profile", "n", "wall p50", "sd-cli p50", "ollama p50", "overhead p50", "overhead p90", "% of wall"],
+    ...profiles.map((p) => [
+      p.profile,
+      String(p.requests),
+      `${p.wallMs.p50} ms`,
+      `${p.sdCliMs.p50} ms`,
+      `${p.ollamaMs.p50} ms`,
+      `${p.overheadMs.p50} ms`,
+      `${p.overheadMs.p90} ms`,
+      `${p.overheadPctOfWall} %`,
+    ]),
+  ];
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  const line = (r: string[]) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join("  ");
+  console.log(`overhead: POST /v1/images/generations ${SIZE}, refine on, API key on; sequential, each after the LLM is back`);
+  console.log(line(rows[0]!));
+  for (const r of rows.slice(1)) console.log(line(r));
+  const ttfb = result.firstSseByteMs as Record<string, { p50: number; p90: number }>;
+  console.log(
+    `first SSE byte: chat/completions p50 ${ttfb.chatCompletions!.p50} ms (p90 ${ttfb.chatCompletions!.p90}), ` +
+      `images/generations p50 ${ttfb.imagesGenerations!.p50} ms (p90 ${ttfb.imagesGenerations!.p90})`,
+  );
+  console.log(
+    `target: overhead p50 < ${String(result.targetMedianMs)} ms: ${result.meetsTarget ? "met" : "NOT met"}; GPU violations: ${String(result.violations)}`,
+  );
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  run()
+    .then((result) => {
+      printTable(result);
+      if (result.violations !== 0) process.exitCode = 1;
+    })
+    .catch((err: unknown) => {
+      console.error(err);
+      process.exitCode = 1;
+    });
+}
