@@ -120,7 +120,7 @@ function percentiles(values: number[]): Percentiles {
   return { n: sorted.length, p50: rank(50), p99: rank(99), max: sorted.at(-1) ?? Number.NaN };
 }
 
-function printTable(r: ProgressLatencyResult): void {
+export function printTable(r: ProgressLatencyResult): void {
   const ms = (v: number) => `${v.toFixed(3)} ms`;
   const rows: [string, Percentiles][] = [
     ["step written → step event", r.stepLatencyMs],

@@ -134,7 +134,7 @@ export async function run(options: { rounds?: number; sizes?: readonly number[] 
   };
 }
 
-function printTable(result: Record<string, unknown>): void {
+export function printTable(result: Record<string, unknown>): void {
   const bursts = result.bursts as BurstFigures[];
   const ms = (n: number) => (Number.isFinite(n) ? n.toFixed(0) : "-");
   const rows = [
