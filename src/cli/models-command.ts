@@ -54,23 +54,24 @@ export function registerModelsCommand(program: Command, loadConfig: () => Config
     });
 }
 
-function openCatalog(config: Config): { registry: ModelRegistry; catalog: SourceCatalog } {
+/** The registry and where its files come from; a bad `sources` entry is a usage error (its exit code). */
+function openCatalog(config: Config): { registry: ModelRegistry; catalog: SourceCatalog } | number {
   const registry = new ModelRegistry({
     modelsDir: config.sd.modelsDir,
     defaultModel: config.sd.defaultModel,
     modelsConfig: config.sd.modelsConfig,
   });
-  return { registry, catalog: loadModelSources(config.sd.modelsConfig) };
-}
-
-function listModels(config: Config, options: ListOptions): number {
-  let opened: { registry: ModelRegistry; catalog: SourceCatalog };
   try {
-    opened = openCatalog(config);
+    return { registry, catalog: loadModelSources(config.sd.modelsConfig) };
   } catch (err) {
     if (err instanceof ModelSourcesError) return usageError(err.message);
     throw err;
   }
+}
+
+function listModels(config: Config, options: ListOptions): number {
+  const opened = openCatalog(config);
+  if (typeof opened === "number") return opened;
   const { registry, catalog } = opened;
   const hf = hfEnv();
   const rows = registry.list().map((entry) => ({ entry, files: modelFileStatus(registry, entry, catalog, hf) }));
@@ -137,13 +138,8 @@ function whereFrom(file: ModelFileStatus, hf: HfEnv): string[] {
 async function pullModels(names: string[], config: Config, options: { retries: string }): Promise<number> {
   const retries = Number(options.retries);
   if (!Number.isInteger(retries) || retries < 0) return usageError(`--retries must be a whole number, got '${options.retries}'`);
-  let opened: { registry: ModelRegistry; catalog: SourceCatalog };
-  try {
-    opened = openCatalog(config);
-  } catch (err) {
-    if (err instanceof ModelSourcesError) return usageError(err.message);
-    throw err;
-  }
+  const opened = openCatalog(config);
+  if (typeof opened === "number") return opened;
   const { registry, catalog } = opened;
   const entries: ModelEntry[] = [];
   for (const name of names) {
