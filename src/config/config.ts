@@ -6,6 +6,9 @@ import { envSchema, type Env } from "./env-schema.js";
 export interface Config {
   server: { port: number; host: string };
   dataDir: string;
+  logLevel: Env["LOG_LEVEL"];
+  /** Old outputs and their job records are pruned past these (0 = no limit). */
+  retention: { maxAgeMs: number; maxCount: number };
   sd: {
     bin: string;
     modelsDir: string;
@@ -63,6 +66,8 @@ function fromEnv(e: Env): Config {
   return {
     server: { port: e.PORT, host: e.HOST },
     dataDir: path.resolve(e.DATA_DIR),
+    logLevel: e.LOG_LEVEL,
+    retention: { maxAgeMs: e.OUTPUT_MAX_AGE_DAYS * 86_400_000, maxCount: e.OUTPUT_MAX_COUNT },
     sd: {
       bin: e.SD_CPP_BIN,
       modelsDir: path.resolve(e.MODELS_DIR),

@@ -18,8 +18,10 @@ export const envSchema = z.object({
   PORT: optional(z.coerce.number().int().min(0).max(65535)).default(5199),
   HOST: optional(z.string()).default("127.0.0.1"),
 
-  // Where DiffuGen keeps its own state (the GPU owner lock; later the job store).
+  // Where DiffuGen keeps its own state (the GPU owner lock, the job store).
   DATA_DIR: optional(z.string()).default("./data"),
+  // Structured logs (one JSON line per event): pino's levels.
+  LOG_LEVEL: optional(z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])).default("info"),
 
   // stable-diffusion.cpp
   SD_CPP_BIN: optional(z.string()).default("sd-cli"),
@@ -31,6 +33,9 @@ export const envSchema = z.object({
   SD_LORA_DIR: optional(z.string()),
   GENERATION_TIMEOUT_S: optional(positiveInt).default(600),
   DEFAULT_IMAGE_MODEL: optional(z.string()).default("sd15"),
+  // Pruning of old outputs (and their job records): 0 turns a limit off.
+  OUTPUT_MAX_AGE_DAYS: optional(nonNegativeNumber).default(30),
+  OUTPUT_MAX_COUNT: optional(z.coerce.number().int().nonnegative()).default(1000),
 
   // Ollama and the LLM
   OLLAMA_BASE_URL: optional(z.url()).default("http://127.0.0.1:11434"),

@@ -15,3 +15,4 @@ export { preflight, estimateRetryAfterSeconds } from "./preflight.js";
 export { locateExecutable } from "./executable.js";
 export { EventChannel } from "./event-channel.js";
 export { sdCliVersion, type SdCliVersion } from "./sd-version.js";
+export type { JobInfo, JobObserver } from "./job-observer.js";

@@ -15,6 +15,7 @@ import {
   type JobResult,
   type RawJobInput,
 } from "./job.js";
+import type { JobInfo, JobObserver } from "./job-observer.js";
 import { preflight } from "./preflight.js";
 
 export interface StartJobOptions {
@@ -47,6 +48,7 @@ export class JobRunner {
   readonly #checkpointer = new MemorySaver();
   readonly #graph = builder.compile({ checkpointer: this.#checkpointer });
   readonly #jobs = new Set<RunningJob>();
+  readonly #observers = new Set<JobObserver>();
   #closed = false;
 
   constructor(readonly deps: DiffugenDeps) {}
@@ -65,12 +67,39 @@ export class JobRunner {
     this.cancelAll(reason);
   }
 
+  /** Adds a watcher of every job from now on (metrics, logs); returns its removal. */
+  observe(observer: JobObserver): () => void {
+    this.#observers.add(observer);
+    return () => this.#observers.delete(observer);
+  }
+
   start(input: JobInput, options: StartJobOptions = {}): Job {
-    const job = new RunningJob(`job-${randomUUID()}`, options);
+    const info: JobInfo = {
+      id: `job-${randomUUID()}`,
+      mode: input.mode,
+      requestedModel: input.request.model,
+      startedAt: Date.now(),
+    };
+    const job = new RunningJob(info.id, options);
     this.#jobs.add(job);
-    void job.finished.finally(() => this.#jobs.delete(job));
+    this.#notify((o) => o.jobStarted?.(info));
+    job.onEvent = (event) => this.#notify((o) => o.jobEvent?.(info, event));
+    void job.finished.then((result) => {
+      this.#jobs.delete(job);
+      this.#notify((o) => o.jobFinished?.(info, result, Date.now() - info.startedAt));
+    });
     job.run(() => this.#stream(job, input), this.#checkpointer);
     return job;
+  }
+
+  #notify(call: (observer: JobObserver) => void): void {
+    for (const observer of this.#observers) {
+      try {
+        call(observer);
+      } catch {
+        // An observer's bug must never break a job.
+      }
+    }
   }
 
   get activeJobs(): number {
@@ -111,6 +140,8 @@ type GraphStream = AsyncIterable<[string, unknown]>;
 
 class RunningJob implements Job {
   readonly events = new EventChannel<JobEvent>();
+  /** Sees every event as it is pushed (the runner's observers). */
+  onEvent: ((event: JobEvent) => void) | undefined;
   readonly outcome: Promise<JobOutcome>;
   readonly finished: Promise<JobResult>;
   readonly #controller = new AbortController();
@@ -158,8 +189,8 @@ class RunningJob implements Job {
   async #drive(stream: () => Promise<GraphStream>, checkpointer: MemorySaver): Promise<void> {
     try {
       for await (const [mode, chunk] of await stream()) {
-        if (this.rawModes.has(mode as GraphStreamMode)) this.events.push({ type: "chunk", mode: mode as GraphStreamMode, chunk });
-        if (mode === "custom") this.events.push({ type: "progress", event: chunk as ProgressEvent });
+        if (this.rawModes.has(mode as GraphStreamMode)) this.#emit({ type: "chunk", mode: mode as GraphStreamMode, chunk });
+        if (mode === "custom") this.#emit({ type: "progress", event: chunk as ProgressEvent });
         else if (mode === "updates") this.#onUpdates(chunk as Record<string, unknown>);
       }
       this.#answer(outcomeOfFinalState(this.#state));
@@ -188,16 +219,21 @@ class RunningJob implements Job {
       if (node.startsWith("__") || value === null || typeof value !== "object") continue;
       const update = value as State;
       this.#state = { ...this.#state, ...update };
-      this.events.push({ type: "node", node, update, state: this.#state });
+      this.#emit({ type: "node", node, update, state: this.#state });
       const outcome = outcomeAfterNode(node, this.#state);
       if (outcome) this.#answer(outcome);
     }
   }
 
+  #emit(event: JobEvent): void {
+    this.events.push(event);
+    this.onEvent?.(event);
+  }
+
   #answer(outcome: JobOutcome): void {
     if (this.#answered) return;
     this.#answered = outcome;
-    this.events.push({ type: "outcome", outcome });
+    this.#emit({ type: "outcome", outcome });
     this.#resolveOutcome(outcome);
   }
 }

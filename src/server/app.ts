@@ -41,6 +41,8 @@ export function createApp(deps: DiffugenDeps, options: AppOptions = {}): Hono<Ap
     apiKey: options.apiKey,
     publicBaseUrl: options.publicBaseUrl?.replace(/\/+$/, ""),
     maxBodyBytes: options.maxBodyBytes ?? 32 * 1024 * 1024,
+    cancelOnDisconnect: options.cancelOnDisconnect ?? { chat: true, images: true },
+    shutdownGraceMs: options.shutdownGraceMs ?? 30_000,
     heartbeatMs: options.heartbeatMs ?? defaultHeartbeatMs,
     log: options.log ?? ((message) => console.error(message)),
   };
