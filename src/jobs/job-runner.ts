@@ -61,10 +61,17 @@ export class JobRunner {
     return preflight(this.deps, raw);
   }
 
-  /** Shutdown: refuses new jobs and cancels the running ones (see whenIdle). */
-  close(reason = "the server is shutting down"): void {
+  /**
+   * Shutdown, first step: refuses new jobs; the running ones go on (see whenIdle,
+   * cancelAll). Then dispose() once they are over.
+   */
+  close(): void {
     this.#closed = true;
-    this.cancelAll(reason);
+  }
+
+  /** Shutdown, last step: frees what the runner holds (the job store). */
+  async dispose(): Promise<void> {
+    this.#closed = true;
   }
 
   /** Adds a watcher of every job from now on (metrics, logs); returns its removal. */

@@ -51,8 +51,10 @@ export async function startServer(deps: DiffugenDeps, options: StartServerOption
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
         runner.close();
+        runner.cancelAll();
         const grace = new Promise<void>((resolve) => setTimeout(resolve, options.shutdownGraceMs ?? 10_000).unref());
         await Promise.race([runner.whenIdle(), grace]);
+        await runner.dispose();
         server.closeAllConnections();
         await closed;
       })();
