@@ -28,6 +28,8 @@ export interface GenerateImagesOptions {
   onEvent?: ((event: SdEvent) => void) | undefined;
   /** Defaults to OUTPUT_DIR. */
   outputDir?: string | undefined;
+  /** Goes into the output file names (outputTagFor(jobId)), so a job's files can be found. */
+  outputTag?: string | undefined;
   /** Extra environment for sd-cli (CUDA_VISIBLE_DEVICES, the test double's knobs...). */
   env?: Record<string, string | undefined> | undefined;
   /** Ask sd-cli for a preview every step (emitted as `preview` events). */
@@ -78,7 +80,7 @@ export async function generateImages(
 
   const outputDir = path.resolve(options.outputDir ?? config.sd.outputDir);
   await mkdir(outputDir, { recursive: true });
-  const outputPath = newOutputPath(outputDir);
+  const outputPath = newOutputPath(outputDir, new Date(), options.outputTag);
   const previewPath = options.preview ? previewPathFor(outputPath) : undefined;
   const args = buildSdArgs(params, files, {
     outputPath,

@@ -32,6 +32,6 @@ export {
 export { PreviewWatcher } from "./preview-watcher.js";
 export { completePngInfo } from "./png-check.js";
 export { parseLoraTags, type LoraTag } from "./lora-tags.js";
-export { batchOutputPaths, newOutputPath } from "./output-paths.js";
+export { batchOutputPaths, newOutputPath, outputTagFor, outputTagOf } from "./output-paths.js";
 export { isOutOfMemoryLine } from "./oom-patterns.js";
 export * from "./errors.js";

@@ -1,4 +1,7 @@
-export { JobRunner, type StartJobOptions } from "./job-runner.js";
+export { JobRunner, type JobRunnerOptions, type StartJobOptions } from "./job-runner.js";
+export { JobStore, type ListOptions } from "./job-store.js";
+export { isEndEvent, type JobEndEvent, type JobRecord, type JobStatus, type StoredEvent, type StoredImage, type StoredResult } from "./job-record.js";
+export { pruneOutputs, removeJobFiles, type RetentionLimits } from "./output-retention.js";
 export {
   JobRejectedError,
   graphStreamModes,

@@ -1,57 +1,56 @@
 import { randomUUID } from "node:crypto";
+import path from "node:path";
 import { MemorySaver } from "@langchain/langgraph";
-import type { ProgressEvent } from "../events/progress-event.js";
+import { outputTagFor } from "../diffusion/index.js";
 import { builder } from "../../graphs/diffugen.js";
 import type { DiffugenDeps } from "../../graphs/diffugen/dependencies.js";
-import type { DiffugenStateValue } from "../../graphs/diffugen/state.js";
 import { EventChannel } from "./event-channel.js";
-import {
-  JobRejectedError,
-  type GraphStreamMode,
-  type Job,
-  type JobEvent,
-  type JobInput,
-  type JobOutcome,
-  type JobResult,
-  type RawJobInput,
-} from "./job.js";
+import { JobRejectedError, type GraphStreamMode, type Job, type JobInput, type RawJobInput } from "./job.js";
+import { JobJournal } from "./job-journal.js";
 import type { JobInfo, JobObserver } from "./job-observer.js";
+import { isEndEvent, type JobRecord, type StoredEvent } from "./job-record.js";
+import { JobStore, type ListOptions } from "./job-store.js";
+import { pruneOutputs, removeJobFiles } from "./output-retention.js";
 import { preflight } from "./preflight.js";
+import { RunningJob, type RunningJobOptions } from "./running-job.js";
 
-export interface StartJobOptions {
-  /**
-   * The client's signal (its request or stream closing). Cancels the run while its answer is
-   * still being made; once the answer is known the run finishes on its own (the LLM reload).
-   */
-  signal?: AbortSignal | undefined;
-  /** False for a caller that never reads `events` (a non-streaming request). */
-  events?: boolean | undefined;
-  /**
-   * Also pass on the graph's own stream chunks in these modes, as `chunk` events (the raw
-   * graph stream). The runner streams `updates` and `custom` anyway; `values` costs a
-   * state snapshot per step, so it is only asked of LangGraph when wanted.
-   */
-  streamModes?: readonly GraphStreamMode[] | undefined;
+export type StartJobOptions = RunningJobOptions;
+
+export interface JobRunnerOptions {
+  /** Default: DATA_DIR/jobs.sqlite. */
+  store?: JobStore | undefined;
 }
 
-/** What the runner itself reads from every run. */
+/** The runner's own stream modes; `values` costs a state snapshot per step, so only on request. */
 const ownModes: readonly GraphStreamMode[] = ["updates", "custom"];
 
-type State = Partial<DiffugenStateValue>;
+/** Pruning runs at most this often (at start, then after jobs end). */
+const PRUNE_EVERY_MS = 60_000;
 
 /**
  * Runs the DiffuGen graph for requests: one run per job, its events as an async iterable,
- * its answer as a promise, cancellation on the client's signal. One runner per server: it
- * knows every running job, so shutdown can cancel them and wait for the GPU to come back.
+ * its answer as a promise, cancellation on the client's signal. Every job is journaled in
+ * the job store (GET /v1/jobs), so a client can leave and come back. One runner per
+ * server: it knows every running job, so shutdown can wait for them or cancel them.
  */
 export class JobRunner {
+  readonly store: JobStore;
   readonly #checkpointer = new MemorySaver();
   readonly #graph = builder.compile({ checkpointer: this.#checkpointer });
-  readonly #jobs = new Set<RunningJob>();
+  readonly #jobs = new Map<string, RunningJob>();
   readonly #observers = new Set<JobObserver>();
   #closed = false;
+  #lastPrune = 0;
 
-  constructor(readonly deps: DiffugenDeps) {}
+  constructor(
+    readonly deps: DiffugenDeps,
+    options: JobRunnerOptions = {},
+  ) {
+    this.store = options.store ?? JobStore.open(path.join(deps.config.dataDir, "jobs.sqlite"));
+    // One process owns a DATA_DIR: a job still running in the store died with the last one.
+    for (const job of this.store.markInterrupted()) removeJobFiles(deps.config.sd.outputDir, job.fileTag);
+    this.#prune();
+  }
 
   /** Validates a request and checks it can run now; throws JobRejectedError otherwise. */
   prepare(raw: RawJobInput): JobInput {
@@ -69,9 +68,10 @@ export class JobRunner {
     this.#closed = true;
   }
 
-  /** Shutdown, last step: frees what the runner holds (the job store). */
+  /** Shutdown, last step: closes the job store. */
   async dispose(): Promise<void> {
     this.#closed = true;
+    this.store.close();
   }
 
   /** Adds a watcher of every job from now on (metrics, logs); returns its removal. */
@@ -81,31 +81,75 @@ export class JobRunner {
   }
 
   start(input: JobInput, options: StartJobOptions = {}): Job {
-    const info: JobInfo = {
-      id: `job-${randomUUID()}`,
-      mode: input.mode,
-      requestedModel: input.request.model,
-      startedAt: Date.now(),
-    };
-    const job = new RunningJob(info.id, options);
-    this.#jobs.add(job);
+    const info: JobInfo = { id: `job-${randomUUID()}`, mode: input.mode, requestedModel: input.request.model, startedAt: Date.now() };
+    const fileTag = outputTagFor(info.id)!;
+    // The upload an edit draws from is a temporary file: not part of the record.
+    const { initImage: _upload, ...request } = input.request;
+    this.store.create({ id: info.id, mode: input.mode, request, fileTag, createdAt: info.startedAt });
+    const job = new RunningJob(info.id, new JobJournal(this.store, info.id), options);
+    this.#jobs.set(job.id, job);
     this.#notify((o) => o.jobStarted?.(info));
     job.onEvent = (event) => this.#notify((o) => o.jobEvent?.(info, event));
     void job.finished.then((result) => {
-      this.#jobs.delete(job);
+      this.#jobs.delete(job.id);
       this.#notify((o) => o.jobFinished?.(info, result, Date.now() - info.startedAt));
+      this.#prune();
     });
     job.run(() => this.#stream(job, input), this.#checkpointer);
     return job;
   }
 
-  #notify(call: (observer: JobObserver) => void): void {
-    for (const observer of this.#observers) {
-      try {
-        call(observer);
-      } catch {
-        // An observer's bug must never break a job.
+  get(id: string): JobRecord | undefined {
+    return this.store.get(id);
+  }
+
+  list(options: ListOptions): JobRecord[] {
+    return this.store.list(options);
+  }
+
+  /**
+   * Cancels a job whose answer is not known yet. Returns false when there is nothing to
+   * cancel (unknown, or already answered).
+   */
+  cancel(id: string, reason = "cancelled by request"): boolean {
+    const job = this.#jobs.get(id);
+    if (!job || job.answered) return false;
+    job.cancel(reason);
+    return true;
+  }
+
+  /** Waits until a job has its answer (resolves at once for one not running here). */
+  async whenAnswered(id: string): Promise<void> {
+    await this.#jobs.get(id)?.outcome;
+  }
+
+  /**
+   * A job's stream from after `afterSeq`: what is stored, then live until its `end`. The
+   * listener is in place before the past is read, and both come from the same synchronous
+   * store, so nothing falls between them and nothing comes twice. Ends early on `signal`.
+   */
+  async *follow(id: string, afterSeq: number, signal?: AbortSignal): AsyncGenerator<StoredEvent> {
+    const live = new EventChannel<StoredEvent>();
+    const stopListening = this.#jobs.get(id)?.journal.listen((event) => live.push(event));
+    const stop = () => live.close();
+    signal?.addEventListener("abort", stop, { once: true });
+    try {
+      let last = afterSeq;
+      for (const stored of this.store.eventsAfter(id, afterSeq)) {
+        yield stored;
+        last = stored.seq;
+        if (isEndEvent(stored.event)) return;
       }
+      if (!stopListening) return;
+      for await (const stored of live) {
+        if (stored.seq <= last) continue;
+        yield stored;
+        last = stored.seq;
+        if (isEndEvent(stored.event)) return;
+      }
+    } finally {
+      stopListening?.();
+      signal?.removeEventListener("abort", stop);
     }
   }
 
@@ -115,12 +159,12 @@ export class JobRunner {
 
   /** Cancels every running job (server shutdown). */
   cancelAll(reason = "the server is shutting down"): void {
-    for (const job of this.#jobs) job.cancel(reason);
+    for (const job of this.#jobs.values()) job.cancel(reason);
   }
 
   /** Resolves when no job is running any more. */
   async whenIdle(): Promise<void> {
-    await Promise.all([...this.#jobs].map((job) => job.finished));
+    await Promise.all([...this.#jobs.values()].map((job) => job.finished));
   }
 
   #stream(job: RunningJob, input: JobInput) {
@@ -141,141 +185,28 @@ export class JobRunner {
       },
     );
   }
-}
 
-type GraphStream = AsyncIterable<[string, unknown]>;
-
-class RunningJob implements Job {
-  readonly events = new EventChannel<JobEvent>();
-  /** Sees every event as it is pushed (the runner's observers). */
-  onEvent: ((event: JobEvent) => void) | undefined;
-  readonly outcome: Promise<JobOutcome>;
-  readonly finished: Promise<JobResult>;
-  readonly #controller = new AbortController();
-  #resolveOutcome!: (outcome: JobOutcome) => void;
-  #resolveFinished!: (result: JobResult) => void;
-  #answered: JobOutcome | undefined;
-  #state: State;
-  /** The modes whose chunks go out as `chunk` events. */
-  readonly rawModes: ReadonlySet<GraphStreamMode>;
-
-  constructor(
-    readonly id: string,
-    options: StartJobOptions,
-  ) {
-    this.#state = { jobId: id };
-    this.rawModes = new Set(options.streamModes ?? []);
-    this.outcome = new Promise((resolve) => (this.#resolveOutcome = resolve));
-    this.finished = new Promise((resolve) => (this.#resolveFinished = resolve));
-    if (options.events === false) this.events.detach();
-    const signal = options.signal;
-    if (signal) {
-      const onAbort = () => {
-        if (!this.#answered) this.cancel("the client went away");
-      };
-      if (signal.aborted) onAbort();
-      else {
-        signal.addEventListener("abort", onAbort, { once: true });
-        void this.finished.finally(() => signal.removeEventListener("abort", onAbort));
+  #notify(call: (observer: JobObserver) => void): void {
+    for (const observer of this.#observers) {
+      try {
+        call(observer);
+      } catch {
+        // An observer's bug must never break a job.
       }
     }
   }
 
-  get signal(): AbortSignal {
-    return this.#controller.signal;
-  }
-
-  cancel(reason = "cancelled"): void {
-    if (!this.#controller.signal.aborted) this.#controller.abort(new JobCancelled(reason));
-  }
-
-  run(stream: () => Promise<GraphStream>, checkpointer: MemorySaver): void {
-    void this.#drive(stream, checkpointer);
-  }
-
-  async #drive(stream: () => Promise<GraphStream>, checkpointer: MemorySaver): Promise<void> {
+  /** Old outputs and job records go (OUTPUT_MAX_AGE_DAYS, OUTPUT_MAX_COUNT); never a running job's. */
+  #prune(now = Date.now()): void {
+    if (now - this.#lastPrune < PRUNE_EVERY_MS || this.#closed) return;
+    this.#lastPrune = now;
+    const limits = this.deps.config.retention;
+    const running = new Set([...this.#jobs.keys()].map((id) => outputTagFor(id)!));
     try {
-      for await (const [mode, chunk] of await stream()) {
-        if (this.rawModes.has(mode as GraphStreamMode)) this.#emit({ type: "chunk", mode: mode as GraphStreamMode, chunk });
-        if (mode === "custom") this.#emit({ type: "progress", event: chunk as ProgressEvent });
-        else if (mode === "updates") this.#onUpdates(chunk as Record<string, unknown>);
-      }
-      this.#answer(outcomeOfFinalState(this.#state));
-    } catch (err) {
-      const reason = this.#controller.signal.reason;
-      if (this.#controller.signal.aborted) {
-        this.#answer({ kind: "cancelled", reason: reason instanceof JobCancelled ? reason.message : "cancelled" });
-      } else {
-        const message = err instanceof Error ? err.message : String(err);
-        this.#answer({
-          kind: "failed",
-          error: { code: "internal", message: `The run failed: ${message}`, node: "runner" },
-          warnings: this.#state.warnings ?? [],
-        });
-      }
-    } finally {
-      this.events.close();
-      // The state lives in #state already; the checkpoint is not needed after the run.
-      await checkpointer.deleteThread(this.id).catch(() => undefined);
-      this.#resolveFinished({ outcome: this.#answered!, state: this.#state });
+      pruneOutputs(this.deps.config.sd.outputDir, limits, running, now);
+      this.store.prune(limits, now);
+    } catch {
+      // Housekeeping: a failure here must not fail a job; the next round tries again.
     }
   }
-
-  #onUpdates(chunk: Record<string, unknown>): void {
-    for (const [node, value] of Object.entries(chunk)) {
-      if (node.startsWith("__") || value === null || typeof value !== "object") continue;
-      const update = value as State;
-      this.#state = { ...this.#state, ...update };
-      this.#emit({ type: "node", node, update, state: this.#state });
-      const outcome = outcomeAfterNode(node, this.#state);
-      if (outcome) this.#answer(outcome);
-    }
-  }
-
-  #emit(event: JobEvent): void {
-    this.events.push(event);
-    this.onEvent?.(event);
-  }
-
-  #answer(outcome: JobOutcome): void {
-    if (this.#answered) return;
-    this.#answered = outcome;
-    this.#emit({ type: "outcome", outcome });
-    this.#resolveOutcome(outcome);
-  }
-}
-
-class JobCancelled extends Error {
-  constructor(reason: string) {
-    super(reason);
-    this.name = "AbortError";
-  }
-}
-
-/** The answer, if this node settled it: a failure anywhere, the reply, or the saved images. */
-function outcomeAfterNode(node: string, state: State): JobOutcome | undefined {
-  const warnings = state.warnings ?? [];
-  if (state.error) return { kind: "failed", error: state.error, warnings };
-  if (node === "reply") return { kind: "reply", text: state.replyText ?? "", warnings };
-  if (node === "diffuse") return imagesOutcome(state);
-  return undefined;
-}
-
-function outcomeOfFinalState(state: State): JobOutcome {
-  const warnings = state.warnings ?? [];
-  if (state.error) return { kind: "failed", error: state.error, warnings };
-  if (state.intent === "reply") return { kind: "reply", text: state.replyText ?? "", warnings };
-  return (
-    imagesOutcome(state) ?? {
-      kind: "failed",
-      error: { code: "internal", message: "The run ended without an image", node: "runner" },
-      warnings,
-    }
-  );
-}
-
-function imagesOutcome(state: State): JobOutcome | undefined {
-  const { images, model, params } = state;
-  if (!images || images.length === 0 || !model || !params) return undefined;
-  return { kind: "images", images, model, params, refined: state.refined, warnings: state.warnings ?? [] };
 }

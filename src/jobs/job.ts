@@ -57,12 +57,15 @@ export type JobEvent =
    * job was started with (`streamModes`); only then. Sent before the events made from it.
    */
   | { type: "chunk"; mode: GraphStreamMode; chunk: unknown }
-  /** A progress event from the graph's custom stream. */
-  | { type: "progress"; event: ProgressEvent }
+  /**
+   * A progress event from the graph's custom stream. `seq` is its number in the job's
+   * stored stream (GET /v1/jobs/:id/events), usable as an SSE id that stream resumes from.
+   */
+  | { type: "progress"; event: ProgressEvent; seq: number }
   /** A node finished: what it changed, and the state as it stands after it. */
   | { type: "node"; node: string; update: Partial<DiffugenStateValue>; state: Partial<DiffugenStateValue> }
-  /** The answer is known (sent once, before the run has finished). */
-  | { type: "outcome"; outcome: JobOutcome };
+  /** The answer is known (sent once, before the run has finished); `seq` of the stored `end`. */
+  | { type: "outcome"; outcome: JobOutcome; seq: number };
 
 export interface JobResult {
   outcome: JobOutcome;

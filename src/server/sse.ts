@@ -20,8 +20,11 @@ const antiBufferingHeaders = {
 } as const;
 
 export interface SseSink {
-  /** Sends one event: `data` is JSON-encoded unless it is a string (`[DONE]`). */
-  send(data: unknown, event?: string): Promise<void>;
+  /**
+   * Sends one event: `data` is JSON-encoded unless it is a string (`[DONE]`). `id`: the
+   * job event this one comes from (see /v1/jobs/:id/events); else the stream counts.
+   */
+  send(data: unknown, event?: string, id?: number): Promise<void>;
   /** Aborts when the client has gone away. */
   readonly signal: AbortSignal;
 }
@@ -44,14 +47,15 @@ export function sseResponse(c: Context<AppEnv>, options: SseOptions, run: (sink:
     if (clientSignal.aborted) abort();
     else clientSignal.addEventListener("abort", abort, { once: true });
 
-    let id = 0;
+    let counter = 0;
     const sink: SseSink = {
       signal: gone.signal,
-      async send(data, event) {
+      async send(data, event, id) {
         if (gone.signal.aborted) return;
+        counter = id ?? counter + 1;
         await stream.writeSSE({
           data: typeof data === "string" ? data : JSON.stringify(data),
-          ...(options.ids === false ? {} : { id: String(++id) }),
+          ...(options.ids === false ? {} : { id: String(counter) }),
           ...(event === undefined ? {} : { event }),
         });
       },

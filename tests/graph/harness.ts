@@ -42,6 +42,7 @@ export async function startStack(
     SD_CPP_BIN: sdCliDouble,
     MODELS_DIR: modelsDir,
     OUTPUT_DIR: outputDir,
+    DATA_DIR: path.join(root, "data"),
     OLLAMA_BASE_URL: ollama.url,
     UNLOAD_TIMEOUT_S: "2",
     REFINE_TIMEOUT_S: "3",

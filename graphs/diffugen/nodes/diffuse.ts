@@ -1,4 +1,4 @@
-import { generateImages } from "../../../src/diffusion/index.js";
+import { generateImages, outputTagFor } from "../../../src/diffusion/index.js";
 import { progressIn } from "../../../src/events/progress-event.js";
 import { leaseBook, nodeKit, throwIfCancelled, type NodeRuntime } from "../node-kit.js";
 import { fromSdEvent } from "../progress.js";
@@ -23,6 +23,7 @@ export async function diffuse(state: DiffugenStateValue, runtime: NodeRuntime): 
       kit.deps,
       {
         signal: runtime.signal,
+        outputTag: outputTagFor(kit.jobId),
         preview: kit.deps.preview,
         env: kit.deps.sdEnv,
         onEvent: (event) => {

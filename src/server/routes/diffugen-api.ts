@@ -8,6 +8,7 @@ import { zeroImageUsage } from "../format/openai-images.js";
 import { admit, openaiImageParams } from "../generation-fields.js";
 import { flag, numeric, readJson } from "../http-input.js";
 import { imageUrl, publicBaseUrl, readBase64 } from "../image-links.js";
+import { startRequestJob } from "../request-job.js";
 import type { AppEnv, ServerContext } from "../server-context.js";
 import { sseResponse } from "../sse.js";
 import { imageJobInput, openaiImageOptions, outcomeError, unixNow } from "./openai-images.js";
@@ -64,7 +65,7 @@ export function diffugenApiRoutes(ctx: ServerContext) {
   ] as const) {
     app.post(route, async (c) => {
       const input = seedJob(ctx, await readJson(c, seedBody), family);
-      const job = ctx.runner.start(input, { signal: c.var.clientSignal, events: false });
+      const { job } = startRequestJob(c, ctx, input, { events: false });
       const outcome = await job.outcome;
       if (outcome.kind !== "images") throw outcomeError(outcome, seedParams);
       return c.json(await seedResult(outcome, publicBaseUrl(c, ctx.options.publicBaseUrl), input.request.prompt));
@@ -155,6 +156,7 @@ function streamSeedEvents(
   input: JobInput,
   result: (outcome: Extract<JobOutcome, { kind: "images" }>) => Promise<object>,
 ): Response {
+  const { job, bindStream } = startRequestJob(c, ctx, input);
   return sseResponse(
     c,
     {
@@ -163,11 +165,15 @@ function streamSeedEvents(
       onError: (err, sink) => sink.send({ error: err instanceof Error ? err.message : String(err), phase: "error" }, "error"),
     },
     async (sink) => {
-      const job = ctx.runner.start(input, { signal: sink.signal });
+      bindStream(sink);
       let progress = 0;
+      let endSeq: number | undefined;
       let last = "";
       for await (const item of job.events) {
-        if (item.type === "outcome") break;
+        if (item.type === "outcome") {
+          endSeq = item.seq;
+          break;
+        }
         if (item.type !== "progress" || item.event.kind === "error") continue;
         const event = formatSeedProgress(item.event);
         if (!event) continue;
@@ -176,13 +182,13 @@ function streamSeedEvents(
         const key = `${event.phase}|${progress}|${event.message}`;
         if (key === last) continue;
         last = key;
-        await sink.send({ ...event, progress }, "progress");
+        await sink.send({ ...event, progress }, "progress", item.seq);
       }
       const outcome = await job.outcome;
       if (outcome.kind === "cancelled") return;
       if (outcome.kind !== "images") {
         const err = outcome.kind === "failed" ? apiErrorFromRun(outcome.error, { params: seedParams }) : outcomeError(outcome, seedParams);
-        await sink.send({ error: err.message, phase: "error", code: err.details.code ?? null, timestamp: new Date().toISOString() }, "error");
+        await sink.send({ error: err.message, phase: "error", code: err.details.code ?? null, timestamp: new Date().toISOString() }, "error", endSeq);
         return;
       }
       const answer = await result(outcome);
@@ -198,8 +204,9 @@ function streamSeedEvents(
           timestamp: new Date().toISOString(),
         },
         "progress",
+        endSeq,
       );
-      await sink.send({ done: true, ...answer }, "done");
+      await sink.send({ done: true, ...answer }, "done", endSeq);
     },
   );
 }

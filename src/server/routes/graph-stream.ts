@@ -6,6 +6,7 @@ import { graphStreamModes, type GraphStreamMode, type JobInput, type RawJobInput
 import { ApiError, invalidRequest } from "../errors.js";
 import { admit } from "../generation-fields.js";
 import { flag, parseWith, readJson } from "../http-input.js";
+import { startRequestJob } from "../request-job.js";
 import type { AppEnv, ServerContext } from "../server-context.js";
 import { sseResponse } from "../sse.js";
 
@@ -113,7 +114,7 @@ function chosenModes(snake: GraphStreamMode[] | undefined, camel: GraphStreamMod
 }
 
 function streamGraph(c: Context<AppEnv>, ctx: ServerContext, input: JobInput, streamModes: GraphStreamMode[]): Response {
-  let jobId: string | undefined;
+  const { job, bindStream } = startRequestJob(c, ctx, input, { streamModes });
   return sseResponse(
     c,
     {
@@ -121,12 +122,11 @@ function streamGraph(c: Context<AppEnv>, ctx: ServerContext, input: JobInput, st
       log: ctx.options.log,
       onError: async (err, sink) => {
         await sink.send({ error: err instanceof Error ? err.message : String(err) }, "error");
-        await sink.send({ jobId: jobId ?? null, outcome: null }, "end");
+        await sink.send({ jobId: job.id, outcome: null }, "end");
       },
     },
     async (sink) => {
-      const job = ctx.runner.start(input, { signal: sink.signal, streamModes });
-      jobId = job.id;
+      bindStream(sink);
       for await (const item of job.events) {
         if (item.type === "chunk") await sink.send(item.chunk, item.mode);
       }

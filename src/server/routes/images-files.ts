@@ -2,6 +2,7 @@ import { realpathSync } from "node:fs";
 import { readFile, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import { Hono } from "hono";
+import { outputTagOf } from "../../diffusion/index.js";
 import { ApiError } from "../errors.js";
 import type { AppEnv, ServerContext } from "../server-context.js";
 
@@ -10,7 +11,7 @@ import type { AppEnv, ServerContext } from "../server-context.js";
  * chat answers. Behind the API key like every route but /health: OpenWebUI fetches `url`
  * answers with its bearer header (and chat answers carry the picture inline as
  * `delta.images`). Only a plain file name directly in OUTPUT_DIR is served: no
- * separators, no dot-dot, no symlink out, no preview files.
+ * separators, no dot-dot, no symlink out, no preview files, nothing of a job that failed.
  */
 
 const servableName = /^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*\.(png|jpe?g|webp)$/;
@@ -18,7 +19,11 @@ const contentTypes: Record<string, string> = { png: "image/png", jpg: "image/jpe
 
 export function imagesFilesRoutes(ctx: ServerContext) {
   return new Hono<AppEnv>().get("/:name", async (c) => {
-    const file = await servableFile(ctx.deps.config.sd.outputDir, c.req.param("name"));
+    const name = c.req.param("name");
+    // A file of a job that did not succeed (a crash mid-batch, a cancel) is not an answer.
+    const tag = outputTagOf(name);
+    if (tag !== undefined && !ctx.runner.store.fileTagServable(tag)) throw notFound();
+    const file = await servableFile(ctx.deps.config.sd.outputDir, name);
     const ext = path.extname(file).slice(1).toLowerCase();
     return c.body(new Uint8Array(await readFile(file)), 200, {
       "Content-Type": contentTypes[ext] ?? "application/octet-stream",

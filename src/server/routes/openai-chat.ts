@@ -25,6 +25,7 @@ import {
 import { admit, extrasToRequest, generationExtras, imageModelOf, openaiImageParams } from "../generation-fields.js";
 import { flag, parseSize, readJson, sizeSchema } from "../http-input.js";
 import { imageUrl, publicBaseUrl, readBase64 } from "../image-links.js";
+import { startRequestJob } from "../request-job.js";
 import type { AppEnv, ServerContext } from "../server-context.js";
 import { sseResponse, type SseSink } from "../sse.js";
 import { outcomeError } from "./openai-images.js";
@@ -77,13 +78,14 @@ export function openaiChatRoutes(ctx: ServerContext) {
     const promptTokens = roughTokens(conversation.allText);
 
     if (!body.stream) {
-      const job = ctx.runner.start(input, { signal: c.var.clientSignal, events: false });
+      const { job } = startRequestJob(c, ctx, input, { events: false });
       const answer = await answerOf(await job.outcome, links);
       return c.json(
         chatCompletion(meta, { content: answer.content, reasoning_content: answer.reasoning || undefined, images: answer.images }, usageOf(promptTokens, answer.content + answer.reasoning)),
       );
     }
 
+    const { job, bindStream } = startRequestJob(c, ctx, input);
     return sseResponse(
       c,
       {
@@ -93,7 +95,7 @@ export function openaiChatRoutes(ctx: ServerContext) {
         onError: (err, sink) => sendError(sink, meta, err instanceof Error ? err.message : String(err), "internal"),
       },
       async (sink) => {
-        const job = ctx.runner.start(input, { signal: sink.signal });
+        bindStream(sink);
         const started = Date.now();
         let reasoning = "";
         let status = "";

@@ -2,7 +2,7 @@ import type { Context } from "hono";
 import { Hono } from "hono";
 import { z } from "zod";
 import { maxBatchCount } from "../../diffusion/index.js";
-import type { Job, JobInput, JobOutcome, StartJobOptions } from "../../jobs/index.js";
+import type { JobInput, JobOutcome } from "../../jobs/index.js";
 import { apiErrorFromRun, ApiError, invalidRequest } from "../errors.js";
 import {
   formatCompletedImage,
@@ -17,6 +17,7 @@ import {
 import { admit, extrasToRequest, generationExtras, imageModelOf, openaiImageParams } from "../generation-fields.js";
 import { flag, numeric, parseSize, readJson, sizeSchema } from "../http-input.js";
 import { imageUrl, publicBaseUrl, readBase64 } from "../image-links.js";
+import { startRequestJob, type RequestJob } from "../request-job.js";
 import type { AppEnv, ServerContext } from "../server-context.js";
 import { sseResponse } from "../sse.js";
 
@@ -92,7 +93,7 @@ export async function answerImageJob(
   const base = publicBaseUrl(c, ctx.options.publicBaseUrl);
   const quality = body.quality ?? "auto";
   if (!body.stream) {
-    const job = startReleasing(ctx, input, { signal: c.var.clientSignal, events: false }, options.release);
+    const { job } = startReleasing(c, ctx, input, { events: false }, options.release);
     const outcome = imagesOrThrow(await job.outcome);
     const first = outcome.images[0]!;
     const data = await Promise.all(
@@ -113,7 +114,7 @@ export async function answerImageJob(
     });
   }
 
-  const release = options.release;
+  const { job, bindStream } = startReleasing(c, ctx, input, {}, options.release);
   const picker = new PartialImagePicker(body.partial_images ?? 0);
   const requested = parseSize(body.size);
   let meta: ImageMeta = {
@@ -130,25 +131,29 @@ export async function answerImageJob(
       onError: (err, sink) => sink.send(formatStreamError(err instanceof Error ? err.message : String(err), "internal"), "error"),
     },
     async (sink) => {
-      const job = startReleasing(ctx, input, { signal: sink.signal }, release);
+      bindStream(sink);
+      let endSeq: number | undefined;
       for await (const item of job.events) {
         if (item.type === "node" && item.node === "refine" && item.state.params) {
           meta = { ...meta, size: `${item.state.params.width}x${item.state.params.height}` };
         } else if (item.type === "progress") {
           const event = item.event;
           if (picker.take(event) && event.kind === "preview") {
-            await sink.send(formatPartialImage(options.prefix, event.pngBase64, picker.sent - 1, meta, unixNow()), `${options.prefix}.partial_image`);
+            await sink.send(formatPartialImage(options.prefix, event.pngBase64, picker.sent - 1, meta, unixNow()), `${options.prefix}.partial_image`, item.seq);
           } else {
             const progress = formatImageProgress(event);
-            if (progress) await sink.send(progress, progress.type);
+            if (progress) await sink.send(progress, progress.type, item.seq);
           }
-        } else if (item.type === "outcome") break;
+        } else if (item.type === "outcome") {
+          endSeq = item.seq;
+          break;
+        }
       }
       const outcome = await job.outcome;
       if (outcome.kind === "cancelled") return;
       if (outcome.kind !== "images") {
         const err = outcomeError(outcome);
-        await sink.send(formatStreamError(err.message, err.details.code ?? null, err.details.type), "error");
+        await sink.send(formatStreamError(err.message, err.details.code ?? null, err.details.type), "error", endSeq);
         return;
       }
       for (const image of outcome.images) {
@@ -158,22 +163,29 @@ export async function answerImageJob(
           seed: image.seed,
           index: image.index,
         });
-        await sink.send(completed, completed.type);
+        await sink.send(completed, completed.type, endSeq);
       }
     },
   );
 }
 
-function startReleasing(ctx: ServerContext, input: JobInput, options: StartJobOptions, release: (() => Promise<void>) | undefined): Job {
-  let job: Job;
+/** Starts the job; the edit route's upload is released once the run is over (or at once if it never starts). */
+function startReleasing(
+  c: Context<AppEnv>,
+  ctx: ServerContext,
+  input: JobInput,
+  options: { events?: boolean },
+  release: (() => Promise<void>) | undefined,
+): RequestJob {
+  let started: RequestJob;
   try {
-    job = ctx.runner.start(input, options);
+    started = startRequestJob(c, ctx, input, options);
   } catch (err) {
     void release?.();
     throw err;
   }
-  if (release) void job.finished.finally(release);
-  return job;
+  if (release) void started.job.finished.finally(release);
+  return started;
 }
 
 /** The images of a finished job, or the API error for what happened instead. */

@@ -1,0 +1,32 @@
+import type { DiffugenStateValue } from "../../graphs/diffugen/state.js";
+import type { JobOutcome } from "./job.js";
+
+type State = Partial<DiffugenStateValue>;
+
+/** The answer, if this node settled it: a failure anywhere, the reply, or the saved images. */
+export function outcomeAfterNode(node: string, state: State): JobOutcome | undefined {
+  const warnings = state.warnings ?? [];
+  if (state.error) return { kind: "failed", error: state.error, warnings };
+  if (node === "reply") return { kind: "reply", text: state.replyText ?? "", warnings };
+  if (node === "diffuse") return imagesOutcome(state);
+  return undefined;
+}
+
+export function outcomeOfFinalState(state: State): JobOutcome {
+  const warnings = state.warnings ?? [];
+  if (state.error) return { kind: "failed", error: state.error, warnings };
+  if (state.intent === "reply") return { kind: "reply", text: state.replyText ?? "", warnings };
+  return (
+    imagesOutcome(state) ?? {
+      kind: "failed",
+      error: { code: "internal", message: "The run ended without an image", node: "runner" },
+      warnings,
+    }
+  );
+}
+
+function imagesOutcome(state: State): JobOutcome | undefined {
+  const { images, model, params } = state;
+  if (!images || images.length === 0 || !model || !params) return undefined;
+  return { kind: "images", images, model, params, refined: state.refined, warnings: state.warnings ?? [] };
+}

@@ -1,0 +1,45 @@
+import type { Context } from "hono";
+import type { Job, JobInput, StartJobOptions } from "../jobs/index.js";
+import type { AppEnv, ServerContext } from "./server-context.js";
+import type { SseSink } from "./sse.js";
+
+/** Every response that started a job names it, so the client can find it in /v1/jobs. */
+export const jobIdHeader = "X-DiffuGen-Job-Id";
+
+export interface RequestJob {
+  job: Job;
+  /**
+   * For a streamed answer: the stream's end (the client leaving, seen either way node
+   * notices it) counts as the client going away. Call first thing in the stream's body.
+   */
+  bindStream(sink: SseSink): void;
+}
+
+/**
+ * Starts the job a request asked for. Whether the client going away cancels it is
+ * CANCEL_ON_DISCONNECT's call, per kind of job (chat, images); the job id goes out as a
+ * header either way. Must run before the response is made (headers go out with it).
+ */
+export function startRequestJob(
+  c: Context<AppEnv>,
+  ctx: ServerContext,
+  input: JobInput,
+  options: Omit<StartJobOptions, "signal" | "cancelOnAbort"> = {},
+): RequestJob {
+  const gone = new AbortController();
+  const leave = () => gone.abort(new Error("the client went away"));
+  const clientSignal = c.var.clientSignal;
+  if (clientSignal.aborted) leave();
+  else clientSignal.addEventListener("abort", leave, { once: true });
+  const cancelOnAbort = input.mode === "chat" ? ctx.options.cancelOnDisconnect.chat : ctx.options.cancelOnDisconnect.images;
+  const job = ctx.runner.start(input, { ...options, signal: gone.signal, cancelOnAbort });
+  void job.finished.finally(() => clientSignal.removeEventListener("abort", leave));
+  c.header(jobIdHeader, job.id);
+  return {
+    job,
+    bindStream(sink) {
+      if (sink.signal.aborted) leave();
+      else sink.signal.addEventListener("abort", leave, { once: true });
+    },
+  };
+}
