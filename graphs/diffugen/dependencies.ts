@@ -3,6 +3,7 @@ import { loadConfig, type Config } from "../../src/config/index.js";
 import type { PreviewMode } from "../../src/diffusion/index.js";
 import { acquireGpuOwnerLock, GpuScheduler } from "../../src/gpu/index.js";
 import { OllamaControl, PromptRefiner } from "../../src/llm/index.js";
+import { createLogger, gpuSchedulerLog } from "../../src/logging/index.js";
 import { ModelRegistry } from "../../src/models/index.js";
 
 /**
@@ -41,6 +42,7 @@ export function createDiffugenDeps(config: Config, overrides: Partial<DiffugenDe
       llm: new OllamaControl(config.llm),
       maxQueue: config.gpu.maxQueue,
       maxBatch: config.gpu.maxBatch,
+      log: gpuSchedulerLog(createLogger({ level: config.logLevel })),
     });
   const refiner = overrides.refiner ?? new PromptRefiner(config.llm);
   return { preview: "proj", ...overrides, config, registry, scheduler, refiner };

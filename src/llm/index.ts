@@ -12,5 +12,5 @@ export { createChatOllama } from "./chat-model.js";
 export { LlmModelNotFoundError, OllamaRequestError, OllamaUnreachableError, UnloadTimeoutError, isUnreachable } from "./errors.js";
 export { llmModelOptions, normalizeModelName, sameModel, type LlmConfig } from "./ollama-client.js";
 export { looksLikeDrawRequest } from "./draw-intent.js";
-export { consoleLlmLogger, silentLlmLogger, type LlmLogger } from "./logger.js";
+export { consoleLlmLogger, pinoLlmLogger, silentLlmLogger, type LlmLogger } from "./logger.js";
 export { chatDecisionSchema, refinedPromptSchema } from "./refinement-schema.js";

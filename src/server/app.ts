@@ -4,22 +4,32 @@ import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import type { DiffugenDeps } from "../../graphs/diffugen/dependencies.js";
 import { JobRunner } from "../jobs/index.js";
+import { createLogger, jobLogObserver, type Logger } from "../logging/index.js";
+import { ServiceMetrics } from "../metrics/index.js";
 import { apiKeyAuth } from "./auth.js";
+import { jobIdHeader } from "./request-job.js";
 import { ApiError, dialectOf, errorResponse, toApiError } from "./errors.js";
 import { diffugenApiRoutes } from "./routes/diffugen-api.js";
 import { graphStreamRoutes } from "./routes/graph-stream.js";
 import { healthRoutes } from "./routes/health.js";
 import { imagesFilesRoutes } from "./routes/images-files.js";
+import { jobsRoutes } from "./routes/jobs.js";
 import { openaiChatRoutes } from "./routes/openai-chat.js";
 import { openaiImageEditsRoutes } from "./routes/openai-image-edits.js";
 import { openaiImagesRoutes } from "./routes/openai-images.js";
 import { openaiModelsRoutes } from "./routes/openai-models.js";
+import { observabilityRoutes } from "./routes/observability.js";
+import { requestMetrics } from "./request-metrics.js";
 import { defaultHeartbeatMs, type ServerOptions } from "./server-config.js";
 import type { AppEnv, ServerContext } from "./server-context.js";
 
 export interface AppOptions extends Partial<ServerOptions> {
   /** The job runner (startServer passes its own so shutdown can cancel the jobs). */
   runner?: JobRunner | undefined;
+  /** Figures for /stats and /metrics (default: new ones, on a registry of their own). */
+  metrics?: ServiceMetrics | undefined;
+  /** The JSON-lines log (default: pino on stderr at LOG_LEVEL). */
+  logger?: Logger | undefined;
 }
 
 /**
@@ -30,13 +40,15 @@ export interface AppOptions extends Partial<ServerOptions> {
 const isOpenPath = (path: string) => path === "/health";
 
 /** Every path this app answers (and so guards). */
-const ownPaths = ["/health", "/images/*", "/v1/*", "/generate", "/generate/*"];
+const ownPaths = ["/health", "/images/*", "/v1/*", "/generate", "/generate/*", "/stats", "/metrics"];
 
 /**
  * The HTTP API: one module per dialect (OpenAI models/images/edits/chat, the original
  * DiffuGen API, the raw graph stream), each a thin layer over the job runner.
  */
 export function createApp(deps: DiffugenDeps, options: AppOptions = {}): Hono<AppEnv> {
+  const logger = options.logger ?? createLogger({ level: deps.config.logLevel });
+  const metrics = options.metrics ?? new ServiceMetrics({ scheduler: deps.scheduler });
   const serverOptions: ServerOptions = {
     apiKey: options.apiKey,
     publicBaseUrl: options.publicBaseUrl?.replace(/\/+$/, ""),
@@ -44,14 +56,18 @@ export function createApp(deps: DiffugenDeps, options: AppOptions = {}): Hono<Ap
     cancelOnDisconnect: options.cancelOnDisconnect ?? { chat: true, images: true },
     shutdownGraceMs: options.shutdownGraceMs ?? 30_000,
     heartbeatMs: options.heartbeatMs ?? defaultHeartbeatMs,
-    log: options.log ?? ((message) => console.error(message)),
+    log: options.log ?? ((message) => logger.error({ event: "server_error" }, message)),
   };
   const ctx: ServerContext = {
     deps,
     runner: options.runner ?? new JobRunner(deps),
     options: serverOptions,
     startedAt: Math.floor(Date.now() / 1000),
+    metrics,
+    logger,
   };
+  ctx.runner.observe(metrics);
+  ctx.runner.observe(jobLogObserver(logger));
   const auth = apiKeyAuth(serverOptions.apiKey);
   const limit = bodyLimit({
     maxSize: serverOptions.maxBodyBytes,
@@ -73,8 +89,10 @@ export function createApp(deps: DiffugenDeps, options: AppOptions = {}): Hono<Ap
   // here, before the key is checked, as CORS requires.
   // Scoped to DiffuGen's own paths: the LangGraph dev server mounts this app at "/" beside
   // its own API (langgraph.json http.app), whose routes these must not guard.
-  const corsHeaders = cors({ origin: "*", allowHeaders: ["Authorization", "Content-Type", "X-API-Key"], exposeHeaders: ["Retry-After", "WWW-Authenticate"] });
+  const corsHeaders = cors({ origin: "*", allowHeaders: ["Authorization", "Content-Type", "X-API-Key", "Last-Event-ID"], exposeHeaders: ["Retry-After", "WWW-Authenticate", "Location", jobIdHeader] });
+  const countRequests = requestMetrics(metrics, logger);
   for (const path of ownPaths) {
+    app.use(path, countRequests);
     app.use(path, corsHeaders);
     app.use(path, (c, next) => (isOpenPath(c.req.path) ? next() : auth(c, next)));
     app.use(path, limit);
@@ -87,7 +105,9 @@ export function createApp(deps: DiffugenDeps, options: AppOptions = {}): Hono<Ap
   app.route("/v1", openaiImageEditsRoutes(ctx));
   app.route("/v1", openaiChatRoutes(ctx));
   app.route("/v1", graphStreamRoutes(ctx));
+  app.route("/v1", jobsRoutes(ctx));
   app.route("/", diffugenApiRoutes(ctx));
+  app.route("/", observabilityRoutes(ctx));
 
   app.notFound((c) =>
     errorResponse(

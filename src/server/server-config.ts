@@ -64,7 +64,7 @@ export class ServerConfigError extends Error {
 export const defaultHeartbeatMs = 15_000;
 
 /** Reads and validates the server's variables; throws ServerConfigError naming every bad one. */
-export function loadServerOptions(env: NodeJS.ProcessEnv = process.env): ServerOptions {
+export function loadServerOptions(env: NodeJS.ProcessEnv = process.env): Omit<ServerOptions, "log"> {
   const parsed = serverEnvSchema.safeParse(env);
   if (!parsed.success) {
     throw new ServerConfigError(
@@ -79,6 +79,5 @@ export function loadServerOptions(env: NodeJS.ProcessEnv = process.env): ServerO
     cancelOnDisconnect: cancelOnDisconnect(e.CANCEL_ON_DISCONNECT),
     shutdownGraceMs: e.SHUTDOWN_GRACE_S * 1000,
     heartbeatMs: defaultHeartbeatMs,
-    log: (message) => console.error(message),
   };
 }

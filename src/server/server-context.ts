@@ -1,5 +1,7 @@
 import type { DiffugenDeps } from "../../graphs/diffugen/dependencies.js";
 import type { JobRunner } from "../jobs/index.js";
+import type { Logger } from "../logging/index.js";
+import type { ServiceMetrics } from "../metrics/index.js";
 import type { ServerOptions } from "./server-config.js";
 
 /** What every route module is built from. */
@@ -9,6 +11,10 @@ export interface ServerContext {
   options: ServerOptions;
   /** Unix seconds when the app was built (the `created` of /v1/models entries). */
   startedAt: number;
+  /** Counters and histograms behind GET /stats and GET /metrics. */
+  metrics: ServiceMetrics;
+  /** The structured (JSON lines) log. */
+  logger: Logger;
 }
 
 /** Hono's per-request variables. */

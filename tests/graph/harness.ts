@@ -43,6 +43,7 @@ export async function startStack(
     MODELS_DIR: modelsDir,
     OUTPUT_DIR: outputDir,
     DATA_DIR: path.join(root, "data"),
+    LOG_LEVEL: "silent",
     OLLAMA_BASE_URL: ollama.url,
     UNLOAD_TIMEOUT_S: "2",
     REFINE_TIMEOUT_S: "3",

@@ -1,0 +1,2 @@
+export { ServiceMetrics, type GpuStatsSource, type RequestSample, type ServiceMetricsOptions } from "./service-metrics.js";
+export type { ServiceStats } from "./service-stats.js";
