@@ -14,6 +14,7 @@
 #                                sd-cli fixtures and the fake sd-cli copy; src/setup/sd-release.ts)
 #   CUDA_ARCHITECTURES  (CMake's default list)   e.g. "86" for an RTX 30xx or "89" for an RTX 40xx:
 #                                a single architecture builds several times faster
+#   NPM_VERSION         11.19.1  npm for `npm ci` (npm 11 honours package.json "allowScripts")
 
 ARG CUDA_VERSION=12.6.3
 ARG UBUNTU_VERSION=22.04
@@ -57,16 +58,25 @@ RUN set -eux; \
 #    better-sqlite3 module matches its C library)
 ############################################################################
 FROM ubuntu:${UBUNTU_VERSION} AS app
+ARG NPM_VERSION=11.19.1
+# python3, make and g++: node-gyp compiles better-sqlite3 when no prebuilt binary fits.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=node /usr/local/ /usr/local/
+# npm 11 reads package.json's "allowScripts" (the dependencies whose install scripts were
+# reviewed: better-sqlite3); Node 22 ships npm 10, which ignores it. Some npm 10 releases
+# cannot update themselves straight to npm 11 (npm/cli#9151): go through the last npm 10.
+RUN if [ "$(npm --version | cut -d. -f1)" -lt 11 ]; then npm install -g npm@10 --no-audit --no-fund; fi \
+ && npm install -g "npm@${NPM_VERSION}" --no-audit --no-fund \
+ && npm --version
 WORKDIR /app
 COPY package.json package-lock.json ./
 # `prepare` (the TypeScript build) needs the sources, copied below: skip scripts here, then
-# build the one native module.
+# build the one native module (better-sqlite3: a prebuilt binary, or node-gyp).
 RUN npm ci --ignore-scripts --no-audit --no-fund \
- && npm rebuild better-sqlite3
+ && npm rebuild better-sqlite3 \
+ && node -e "new (require('better-sqlite3'))(':memory:').close()"
 COPY tsconfig.json tsconfig.build.json langgraph.json ./
 COPY bin ./bin
 COPY src ./src
