@@ -2,10 +2,12 @@ import { Command } from "commander";
 import { ConfigError, loadConfig, type Config } from "../config/index.js";
 import { GpuOwnedElsewhereError } from "../gpu/index.js";
 import { ModelsConfigError } from "../models/index.js";
+import { ServerConfigError } from "../server/index.js";
 import { registerGenerateCommand } from "./generate-command.js";
 import { registerModelsCommand } from "./models-command.js";
 import { registerServeCommand } from "./serve-command.js";
 import { registerSetupCommand } from "./setup-command.js";
+import { registerStatusCommand } from "./status-command.js";
 
 /** `diffugen`: the command-line entry (bin/diffugen.js runs the compiled form of this file). */
 
@@ -31,12 +33,13 @@ registerServeCommand(program, configOrExit);
 registerGenerateCommand(program, configOrExit);
 registerModelsCommand(program, configOrExit);
 registerSetupCommand(program, configOrExit);
+registerStatusCommand(program, configOrExit);
 
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
   // Problems a user can fix get one clear line, not a stack trace.
-  if (err instanceof GpuOwnedElsewhereError || err instanceof ModelsConfigError || err instanceof ConfigError) {
+  if (err instanceof GpuOwnedElsewhereError || err instanceof ModelsConfigError || err instanceof ConfigError || err instanceof ServerConfigError) {
     process.stderr.write(`diffugen: ${err.message}\n`);
     process.exitCode = 2;
   } else {

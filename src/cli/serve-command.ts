@@ -1,35 +1,78 @@
 import type { Command } from "commander";
-import { createOwnedDeps, setProcessWideDeps } from "../../graphs/diffugen/dependencies.js";
+import { createDiffugenDeps, setProcessWideDeps } from "../../graphs/diffugen/dependencies.js";
 import type { Config } from "../config/index.js";
-import { startServer } from "../server/index.js";
+import { acquireGpuOwnerLock } from "../gpu/index.js";
+import { loadServerOptions, startServer, type RunningServer } from "../server/index.js";
 
+/**
+ * `diffugen serve`. On SIGTERM or SIGINT it shuts down gracefully: no new connections or
+ * jobs, running jobs get SHUTDOWN_GRACE_S to finish (their clients get their answers),
+ * then are cancelled (sd-cli killed); the LLM is put back in VRAM; exit 0. A second signal
+ * cancels the running jobs at once (still waiting for sd-cli to end and the LLM to come
+ * back); a third leaves at once, exit 1.
+ */
 export function registerServeCommand(program: Command, loadConfig: () => Config): void {
   program
     .command("serve")
-    .description("serve the OpenAI-compatible API (and the original DiffuGen API) on HOST:PORT")
+    .description(
+      "serve the OpenAI-compatible API (and the original DiffuGen API) on HOST:PORT; " +
+        "SIGTERM/Ctrl-C lets running jobs finish (SHUTDOWN_GRACE_S, default 30 s), a second Ctrl-C cancels them",
+    )
     .option("-p, --port <port>", "port (default PORT, 5199)")
     .option("--host <host>", "address to listen on (default HOST, 127.0.0.1)")
     .action(async (options: { port?: string; host?: string }) => {
       const config = loadConfig();
+      const { shutdownGraceMs } = loadServerOptions(); // a bad server variable stops us before we own the GPU
       // This process becomes the GPU's one owner; a second DiffuGen process is refused.
-      const deps = createOwnedDeps(config, "diffugen serve");
+      const lock = acquireGpuOwnerLock(config.dataDir, "diffugen serve");
+      const deps = createDiffugenDeps(config);
       setProcessWideDeps(deps);
-      const server = await startServer(deps, {
+      // Signals are handled from before the server listens: a service manager may stop us
+      // the moment we are up (or while we start), and the default would leave no time to clean up.
+      const say = (message: string) => process.stdout.write(`${message}\n`);
+      const starting = startServer(deps, {
         port: options.port === undefined ? undefined : Number(options.port),
         host: options.host,
       });
-      process.stdout.write(`DiffuGen listening on ${server.url} (OpenAI API at ${server.url}/v1)\n`);
-
-      let stopping = false;
-      const stop = async (signal: string) => {
-        if (stopping) return;
-        stopping = true;
-        process.stdout.write(`${signal}: stopping (running jobs are cancelled, the LLM is reloaded)\n`);
-        await server.close();
-        await deps.scheduler.close();
-        process.exit(0);
+      let signals = 0;
+      const onSignal = (signal: NodeJS.Signals) => {
+        signals += 1;
+        if (signals === 1) {
+          say(`${signal}: shutting down: no new requests; running jobs get ${shutdownGraceMs / 1000} s to finish (SHUTDOWN_GRACE_S)`);
+          void shutdown();
+        } else if (signals === 2) {
+          say(`${signal} again: cancelling the running jobs now (still waiting for sd-cli to end and the LLM to reload; once more to quit at once)`);
+          void starting.then((server) => server.cancelJobs(), () => undefined);
+        } else {
+          say(`${signal} a third time: quitting without waiting (the LLM may not be loaded again)`);
+          process.exit(1);
+        }
       };
-      process.on("SIGTERM", () => void stop("SIGTERM"));
-      process.on("SIGINT", () => void stop("SIGINT"));
+      const shutdown = async () => {
+        try {
+          const server = await starting;
+          await server.close({ onStep: say });
+          await deps.scheduler.close();
+          lock.release();
+          say("stopped");
+          process.exit(0);
+        } catch (err) {
+          process.stderr.write(`diffugen: shutdown failed: ${err instanceof Error ? err.message : String(err)}\n`);
+          process.exit(1);
+        }
+      };
+      process.on("SIGTERM", onSignal);
+      process.on("SIGINT", onSignal);
+
+      let server: RunningServer;
+      try {
+        server = await starting;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== "EADDRINUSE" && code !== "EACCES" && code !== "EADDRNOTAVAIL") throw err;
+        process.stderr.write(`diffugen: cannot listen on ${options.host ?? config.server.host}:${options.port ?? config.server.port} (${code}); set PORT or HOST\n`);
+        process.exit(2);
+      }
+      if (signals === 0) process.stdout.write(`DiffuGen listening on ${server.url} (OpenAI API at ${server.url}/v1)\n`);
     });
 }

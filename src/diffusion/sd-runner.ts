@@ -128,10 +128,18 @@ export async function runSdCli(options: SdRunOptions): Promise<SdRunResult> {
     killSignal: "SIGTERM",
     forceKillAfterDelay: options.killGraceMs ?? defaultKillGraceMs,
     windowsHide: true,
+    // Its own process group: a Ctrl-C in the terminal (or systemd's KillMode=control-group
+    // SIGTERM) reaches the whole foreground group at once, which would kill sd-cli before
+    // the server's shutdown grace period could let the image finish. The server decides.
+    detached: process.platform !== "win32",
   });
   const pid = subprocess.pid;
+  // execa's own cleanup skips detached children: if this process exits, sd-cli must not outlive it.
+  const killOnExit = () => subprocess.kill("SIGKILL");
+  process.once("exit", killOnExit);
   subprocess.once("exit", () => {
     exitedAt = performance.now();
+    process.removeListener("exit", killOnExit);
   });
   if (pid !== undefined) {
     deliver({ type: "spawned", pid, argv: [options.bin, ...options.args], phase: "loading_model", progress: 0 });

@@ -1,5 +1,5 @@
 import type { AddressInfo } from "node:net";
-import type { Server } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { serve } from "@hono/node-server";
 import type { DiffugenDeps } from "../../graphs/diffugen/dependencies.js";
 import { JobRunner } from "../jobs/index.js";
@@ -11,24 +11,52 @@ export interface RunningServer {
   url: string;
   port: number;
   /**
-   * Stops accepting requests, cancels the running jobs (sd-cli is killed, the GPU given
-   * back, the LLM reloaded), waits for them, then closes the remaining connections.
+   * Graceful shutdown: stops accepting connections and new jobs, lets the running jobs
+   * finish for up to the grace period (their clients get their full answers), then cancels
+   * what is left (sd-cli is killed, the GPU given back), waits for the LLM to be back in
+   * VRAM, and closes the remaining connections. Calling it again returns the same promise.
    */
-  close(): Promise<void>;
+  close(options?: CloseOptions): Promise<void>;
+  /**
+   * Ends the grace period now (a second Ctrl-C): cancels every running job. close() still
+   * waits for sd-cli to end and the LLM to come back before it resolves.
+   */
+  cancelJobs(): void;
+}
+
+export interface CloseOptions {
+  /** Told each step of the shutdown, in words for a person (the serve command prints them). */
+  onStep?: ((message: string) => void) | undefined;
 }
 
 export interface StartServerOptions extends AppOptions {
   port?: number;
   host?: string;
-  /** How long close() waits for cancelled jobs before cutting connections. */
-  shutdownGraceMs?: number;
 }
+
+/**
+ * After the cancel, how long close() waits for the jobs to end: sd-cli gets SIGTERM, then
+ * SIGKILL 3 s later (src/diffusion/sd-runner.ts), and the job then gives the GPU back.
+ * Longer means a job is stuck; shutdown goes on without it rather than hang forever.
+ */
+const cancelledJobsWaitMs = 15_000;
+/**
+ * How long close() waits for the GPU scheduler to settle (the LLM reload that giving the
+ * GPU back set off). OllamaControl gives up a reload after 120 s; this covers it.
+ */
+const llmReloadWaitMs = 130_000;
+
+/** After the jobs are over, how long answers still being sent may take before connections are cut. */
+const lastAnswersWaitMs = 5_000;
+
+const shutdownReason = "the server is shutting down";
 
 /** Serves the API on @hono/node-server. Options not given come from the environment. */
 export async function startServer(deps: DiffugenDeps, options: StartServerOptions = {}): Promise<RunningServer> {
   const fromEnv = loadServerOptions();
   const runner = options.runner ?? new JobRunner(deps);
-  const app = createApp(deps, { ...fromEnv, ...definedOnly(options), runner });
+  const appOptions = { ...fromEnv, ...definedOnly(options), runner };
+  const app = createApp(deps, appOptions);
   const host = options.host ?? deps.config.server.host;
   const port = options.port ?? deps.config.server.port;
 
@@ -42,25 +70,116 @@ export async function startServer(deps: DiffugenDeps, options: StartServerOption
   const address = server.address() as AddressInfo;
   const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
 
+  // The grace period ends early when cancelJobs() is called.
+  let endGrace: () => void = () => undefined;
+  const graceCut = new Promise<"cut">((resolve) => (endGrace = () => resolve("cut")));
+  let cancelled = false;
+  const cancelJobs = () => {
+    cancelled = true;
+    endGrace();
+    runner.cancelAll(shutdownReason);
+  };
+
+  const requests = trackRequests(server);
+  /** Nothing left to wait for: no job running and every answer sent. */
+  const whenQuiet = async () => {
+    while (runner.activeJobs > 0 || requests.open > 0) {
+      await runner.whenIdle();
+      await requests.whenDone();
+    }
+  };
+
   let closing: Promise<void> | undefined;
+  const close = async (onStep: (message: string) => void) => {
+    // No new connections; keep-alive connections with no request in flight go now. The
+    // ones streaming an answer stay open until it is sent.
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    runner.close(); // a request still arriving on an open connection gets 503 shutting_down
+
+    const running = runner.activeJobs;
+    if (running > 0 && !cancelled) {
+      const graceMs = appOptions.shutdownGraceMs;
+      onStep(`waiting up to ${formatSeconds(graceMs)} for ${plural(running, "running job")} to finish`);
+    }
+    // The grace period: jobs finish and their clients get their whole answers (a job is
+    // over before its streamed answer is: the last events are written after it).
+    const ended = cancelled ? "cut" : await within(appOptions.shutdownGraceMs, Promise.race([whenQuiet().then(() => "quiet" as const), graceCut]));
+    if (ended !== "quiet" && runner.activeJobs > 0) {
+      onStep(`${ended === "cut" ? "cancelling" : "grace period over: cancelling"} ${plural(runner.activeJobs, "running job")}`);
+      cancelJobs();
+      // Cancelled jobs end once sd-cli is gone and the GPU is given back; their clients
+      // then get the last events (the cancellation) before the connections are closed.
+      if ((await within(cancelledJobsWaitMs, whenQuiet())) === "timeout" && runner.activeJobs > 0) {
+        onStep(`${plural(runner.activeJobs, "job")} did not end ${formatSeconds(cancelledJobsWaitMs)} after being cancelled; going on without them`);
+      }
+    }
+
+    // Giving the GPU back sets off the LLM reload: a server that stops leaves Ollama ready to chat.
+    const gpu = deps.scheduler.state();
+    if (gpu.llm === "loading" || gpu.llm === "unloaded" || gpu.gpu.kind !== "idle") onStep(`waiting for ${deps.config.llm.model} to be back in VRAM`);
+    if ((await within(llmReloadWaitMs, deps.scheduler.whenSettled())) === "timeout") {
+      onStep(`the GPU scheduler did not settle within ${formatSeconds(llmReloadWaitMs)}; going on`);
+    }
+
+    // Answers still being written (a cancelled stream's last event) get a moment more.
+    await within(lastAnswersWaitMs, requests.whenDone());
+    await runner.dispose();
+    server.closeAllConnections();
+    await closed;
+  };
+
   return {
     url: `http://${shownHost}:${address.port}`,
     port: address.port,
-    close() {
-      closing ??= (async () => {
-        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-        server.closeIdleConnections();
-        runner.close();
-        runner.cancelAll();
-        const grace = new Promise<void>((resolve) => setTimeout(resolve, options.shutdownGraceMs ?? 10_000).unref());
-        await Promise.race([runner.whenIdle(), grace]);
-        await runner.dispose();
-        server.closeAllConnections();
-        await closed;
-      })();
+    close(closeOptions = {}) {
+      closing ??= close(closeOptions.onStep ?? (() => undefined));
       return closing;
     },
+    cancelJobs,
   };
+}
+
+/** Counts the requests whose response is not over yet (sent, or its connection gone). */
+function trackRequests(server: Server) {
+  let open = 0;
+  const waiters: (() => void)[] = [];
+  server.on("request", (_req: IncomingMessage, res: ServerResponse) => {
+    open += 1;
+    res.once("close", () => {
+      open -= 1;
+      if (open === 0) for (const resolve of waiters.splice(0)) resolve();
+    });
+  });
+  return {
+    get open() {
+      return open;
+    },
+    whenDone: () => (open === 0 ? Promise.resolve() : new Promise<void>((resolve) => waiters.push(resolve))),
+  };
+}
+
+/** `promise`'s value, or "timeout" once `ms` have passed. */
+async function within<T>(ms: number, promise: Promise<T>): Promise<T | "timeout"> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<"timeout">((resolve) => {
+    // Not unref'd: while shutdown waits, this process must stay up, even with nothing else pending.
+    timer = setTimeout(() => resolve("timeout"), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}
+
+function formatSeconds(ms: number): string {
+  const s = ms / 1000;
+  return `${Number.isInteger(s) ? s : s.toFixed(1)} s`;
 }
 
 function definedOnly<T extends object>(options: T): Partial<T> {

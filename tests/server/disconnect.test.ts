@@ -85,8 +85,8 @@ describe("a client that disconnects cancels its job", () => {
     await expectEverythingReturned(s.stack);
   });
 
-  it("server shutdown cancels running jobs and gives the GPU back", async () => {
-    s = await startServerStack(slowRun);
+  it("server shutdown past its grace period cancels running jobs and gives the GPU back", async () => {
+    s = await startServerStack({ ...slowRun, server: { shutdownGraceMs: 0 } });
     const request = fetch(`${s.url}/generate`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },

@@ -142,6 +142,18 @@ describe("jobs that outlive their connection", () => {
     expect(JSON.parse(events.at(-1)!.data)).toMatchObject({ status: "cancelled" });
   });
 
+  it("a streaming client whose job is cancelled from elsewhere is told so, in its dialect", async () => {
+    s = await startServerStack({ sdEnv: { FAKE_SD_STEP_MS: "200" } });
+    const res = await postJson(`${s.url}/v1/images/generations`, { ...slowJob, steps: 20, stream: true });
+    const jobId = res.headers.get("x-diffugen-job-id")!;
+    const body = res.text();
+    await readJobStream(`${s.url}/v1/jobs/${jobId}/events`, {}, (seen) => seen.some((m) => m.event === "status" && JSON.parse(m.data).step));
+    expect((await fetch(`${s.url}/v1/jobs/${jobId}/cancel`, { method: "POST" })).status).toBe(200);
+    const last = parseSse(await body).messages.at(-1)!;
+    expect(last.event).toBe("error");
+    expect(JSON.parse(last.data)).toMatchObject({ type: "error", error: { code: "cancelled" } });
+  });
+
   it("responses that start a job name it, and image streams share its event ids", async () => {
     s = await startServerStack();
     const res = await postJson(`${s.url}/v1/images/generations`, { ...slowJob, steps: 3, stream: true });

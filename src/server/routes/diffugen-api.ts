@@ -185,7 +185,6 @@ function streamSeedEvents(
         await sink.send({ ...event, progress }, "progress", item.seq);
       }
       const outcome = await job.outcome;
-      if (outcome.kind === "cancelled") return;
       if (outcome.kind !== "images") {
         const err = outcome.kind === "failed" ? apiErrorFromRun(outcome.error, { params: seedParams }) : outcomeError(outcome, seedParams);
         await sink.send({ error: err.message, phase: "error", code: err.details.code ?? null, timestamp: new Date().toISOString() }, "error", endSeq);

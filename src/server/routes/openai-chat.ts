@@ -119,8 +119,8 @@ export function openaiChatRoutes(ctx: ServerContext) {
         }
 
         const outcome = await job.outcome;
-        if (outcome.kind === "cancelled") return;
-        if (outcome.kind === "failed") {
+        // Cancelled while the client still listens (shutdown, POST /v1/jobs/:id/cancel): it hears why.
+        if (outcome.kind === "failed" || outcome.kind === "cancelled") {
           const err = outcomeError(outcome, chatParams);
           await sink.send(statusChunk(meta, `Failed: ${err.message}`.slice(0, 160), true));
           await sendError(sink, meta, err.message, err.details.code ?? null, err);

@@ -150,7 +150,6 @@ export async function answerImageJob(
         }
       }
       const outcome = await job.outcome;
-      if (outcome.kind === "cancelled") return;
       if (outcome.kind !== "images") {
         const err = outcomeError(outcome);
         await sink.send(formatStreamError(err.message, err.details.code ?? null, err.details.type), "error", endSeq);
