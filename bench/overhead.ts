@@ -1,18 +1,20 @@
 /**
  * What the server itself adds to an image: the real HTTP server (startServer, API key on)
  * in front of the real stack (graph, job runner, GPU scheduler, OllamaControl, PromptRefiner,
- * sd runner) wired to the doubles by tests/graph/harness.ts startStack(): the fake Ollama
- * (in this process) and the sd-cli double (a child process), timed like a real SD1.5 run
- * on an 8 GB GPU: lazy tensor loading 3 x 300 ms, conditioning 50 ms, 150 ms a step, VAE
- * decode 300 ms; 4 and 20 steps. The Ollama double takes 250 ms to answer a chat (the
- * refinement) and 500 ms to load the model (the reload); it drops an unloaded model at once.
+ * sd runner) wired to the doubles by lib/server-stack.ts: the fake Ollama (in this process)
+ * and the sd-cli double (a child process), timed like the real run in
+ * fixtures/sd-cli/gen-basic (lib/sd-timing.ts), 4 and 20 steps. The Ollama double answers
+ * a refinement in 250 ms and reloads the LLM in 1.5 s (lib/ollama-timing.ts); here it drops
+ * an unloaded model at once (linger 0), so the unload's /api/ps polling, measured on its own
+ * by unload-confirm.ts, does not count as overhead.
  *
- *   npx tsx bench/overhead.ts          (BENCH_N=n measured requests per profile, default 8;
- *                                       BENCH_TRACE=1 prints each request's timeline)
+ *   npx tsx bench/overhead.ts          (BENCH_N=n measured requests per profile, default 8,
+ *                                       3 with BENCH_QUICK=1; BENCH_TRACE=1 prints each
+ *                                       request's timeline)
  *
  * Per profile: N sequential `POST /v1/images/generations` (512x512, refine on, b64_json),
  * each sent once the previous run is over (the LLM back in VRAM and the graph run ended,
- * as for a user who asks again a little later), after 2 warm-up requests. For each request:
+ * as for a user who asks again a little later), after warm-up requests. For each request:
  *
  *   wall      from the client's fetch() call to the last byte of the JSON answer.
  *   sd-cli    the sd-cli double's own run: from the child_process.spawn() call that starts
@@ -28,9 +30,9 @@
  * So the overhead is everything else: HTTP in and out (this process's fetch client
  * included), validation, preflight, the job runner and LangGraph, the GPU scheduler,
  * spawning bookkeeping, parsing sd-cli's output, reading and base64-encoding the 512x512
- * PNG, the JSON answer, and any pause between Ollama requests (OllamaControl's /api/ps
- * polling back-off: none here, as the double drops an unloaded model at once).
- * The target: median overhead < 25 ms. "% of wall" is the median of overhead / wall.
+ * PNG, the JSON answer. "% of wall" is the median of overhead / wall; "% at real speed"
+ * the same with the sd-cli time put back at the capture's real speed (BENCH_TIME_SCALE
+ * times longer), what a user of that box would see.
  *
  * Time to first SSE byte: from fetch() to the first body byte of a streaming request
  * (OpenWebUI's `POST /v1/chat/completions` with `stream: true`, and `POST
@@ -41,20 +43,19 @@ import childProcess from "node:child_process";
 import { syncBuiltinESMExports } from "node:module";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
-import { JobRunner } from "../src/jobs/index.js";
-import { startServer } from "../src/server/index.js";
-import { readViolations } from "../tests/fakes/fake-gpu.mjs";
-import { sdCliDouble, startStack } from "../tests/graph/harness.js";
+import { realOllama } from "./lib/ollama-timing.js";
+import { fourStep, timeScale, twentyStep } from "./lib/sd-timing.js";
+import { sdCliDouble, startBenchServer } from "./lib/server-stack.js";
+import { isMain, percentile, printRows, quick } from "./lib/stats.js";
 
 const API_KEY = "bench-key";
 const SIZE = "512x512";
-const WARMUP = 2;
 const TARGET_MEDIAN_MS = 25;
-const SD_TIMING = { FAKE_SD_LOAD_MS: "300", FAKE_SD_COND_MS: "50", FAKE_SD_STEP_MS: "150", FAKE_SD_DECODE_MS: "300" };
-const OLLAMA_TIMING = { chatDelayMs: 250, loadMs: 500, unloadLingerMs: 0 };
+const OLLAMA_TIMING = { ...realOllama, unloadLingerMs: 0 };
+/** Warm-up requests before the measured ones (the first profile's warm the process up for both). */
 const PROFILES = [
-  { name: "4 steps", steps: 4 },
-  { name: "20 steps", steps: 20 },
+  { profile: fourStep, warmup: quick ? 1 : 2 },
+  { profile: twentyStep, warmup: quick ? 0 : 1 },
 ] as const;
 
 interface Interval {
@@ -145,15 +146,6 @@ function coveredMs(all: Interval[], from: number, to: number): number {
   return total;
 }
 
-function percentile(values: number[], p: number): number {
-  if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  const rank = (p / 100) * (sorted.length - 1);
-  const lo = Math.floor(rank);
-  const hi = Math.ceil(rank);
-  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (rank - lo);
-}
-
 const round = (ms: number, digits = 1) => Math.round(ms * 10 ** digits) / 10 ** digits;
 
 interface Sample {
@@ -163,25 +155,44 @@ interface Sample {
   overheadMs: number;
 }
 
-export async function run(): Promise<Record<string, unknown>> {
-  const n = Math.max(1, Number(process.env.BENCH_N ?? 8) || 8);
+export interface OverheadProfile {
+  profile: string;
+  steps: number;
+  /** Which capture the double's timing comes from. */
+  source: string;
+  requests: number;
+  wallMs: { p50: number; p90: number };
+  sdCliMs: { p50: number };
+  ollamaMs: { p50: number };
+  overheadMs: { p50: number; p90: number; max: number };
+  /** Median of overhead / wall, in %. */
+  overheadPctOfWall: number;
+  /** The same with the sd-cli time at the capture's real speed (timeScale times longer). */
+  overheadPctAtRealSpeed: number;
+}
+
+export interface OverheadResult {
+  setup: { size: string; timeScale: number; sdTiming: Record<string, Record<string, string>>; ollamaTiming: typeof OLLAMA_TIMING; apiKey: boolean };
+  profiles: OverheadProfile[];
+  firstSseByteMs: { chatCompletions: { p50: number; p90: number }; imagesGenerations: { p50: number; p90: number }; samples: number };
+  targetMedianMs: number;
+  meetsTarget: boolean;
+  violations: number;
+}
+
+export async function run(): Promise<OverheadResult> {
+  const n = Math.max(1, Number(process.env.BENCH_N ?? (quick ? 3 : 8)) || 8);
   const restoreSpawn = instrumentSpawn();
-  const stack = await startStack({ sdEnv: SD_TIMING, ollama: OLLAMA_TIMING });
-  const restoreFetch = instrumentFetch(stack.ollama.url);
-  const runner = new JobRunner(stack.deps);
-  const server = await startServer(stack.deps, { runner, port: 0, host: "127.0.0.1", apiKey: API_KEY, log: () => undefined, shutdownGraceMs: 5_000 });
+  // Both profiles share the phase times; only the step count differs (the request's `steps`).
+  const bench = await startBenchServer({ ollama: OLLAMA_TIMING, sdEnv: fourStep.env, apiKey: API_KEY });
+  const restoreFetch = instrumentFetch(bench.ollama.url);
   const headers = { Authorization: `Bearer ${API_KEY}`, "Content-Type": "application/json" };
-  /** The previous run fully over: the LLM back (scheduler settled) and the graph run ended. */
-  const settle = async () => {
-    await stack.deps.scheduler.whenSettled();
-    await runner.whenIdle();
-  };
 
   const imageRequest = async (steps: number): Promise<Sample> => {
-    await settle();
+    await bench.settle();
     const body = JSON.stringify({ model: "sd15", prompt: "a lighthouse at dusk, waves crashing", size: SIZE, steps, response_format: "b64_json" });
     const start = performance.now();
-    const res = await fetch(`${server.url}/v1/images/generations`, { method: "POST", headers, body });
+    const res = await fetch(`${bench.url}/v1/images/generations`, { method: "POST", headers, body });
     const bytes = await res.arrayBuffer();
     const end = performance.now();
     if (res.status !== 200) throw new Error(`image request failed: ${res.status} ${Buffer.from(bytes).toString("utf8").slice(0, 300)}`);
@@ -197,10 +208,10 @@ export async function run(): Promise<Record<string, unknown>> {
   };
 
   const firstByte = async (route: string, payload: unknown): Promise<number> => {
-    await settle();
+    await bench.settle();
     const controller = new AbortController();
     const start = performance.now();
-    const res = await fetch(`${server.url}${route}`, { method: "POST", headers, body: JSON.stringify(payload), signal: controller.signal });
+    const res = await fetch(`${bench.url}${route}`, { method: "POST", headers, body: JSON.stringify(payload), signal: controller.signal });
     const reader = res.body!.getReader();
     const { value } = await reader.read();
     const at = performance.now();
@@ -211,27 +222,29 @@ export async function run(): Promise<Record<string, unknown>> {
   };
 
   try {
-    const profiles: Record<string, unknown>[] = [];
-    for (const profile of PROFILES) {
-      for (let i = 0; i < WARMUP; i++) await imageRequest(profile.steps);
+    const profiles: OverheadProfile[] = [];
+    for (const { profile, warmup } of PROFILES) {
+      for (let i = 0; i < warmup; i++) await imageRequest(profile.steps);
       const samples: Sample[] = [];
       for (let i = 0; i < n; i++) samples.push(await imageRequest(profile.steps));
       const col = (key: keyof Sample) => samples.map((s) => s[key]);
       profiles.push({
         profile: profile.name,
         steps: profile.steps,
+        source: profile.source,
         requests: n,
         wallMs: { p50: round(percentile(col("wallMs"), 50)), p90: round(percentile(col("wallMs"), 90)) },
         sdCliMs: { p50: round(percentile(col("sdMs"), 50)) },
         ollamaMs: { p50: round(percentile(col("ollamaMs"), 50)) },
         overheadMs: { p50: round(percentile(col("overheadMs"), 50)), p90: round(percentile(col("overheadMs"), 90)), max: round(Math.max(...col("overheadMs"))) },
         overheadPctOfWall: round(percentile(samples.map((s) => (100 * s.overheadMs) / s.wallMs), 50), 2),
+        overheadPctAtRealSpeed: round(percentile(samples.map((s) => (100 * s.overheadMs) / (s.wallMs + s.sdMs * (timeScale - 1))), 50), 3),
       });
     }
 
     const chatPayload = { model: "diffugen", stream: true, size: SIZE, steps: 4, messages: [{ role: "system", content: "You are a helpful assistant." }, { role: "user", content: "draw a red fox" }] };
     const imagesPayload = { model: "sd15", prompt: "a red fox", size: SIZE, steps: 4, stream: true };
-    for (let i = 0; i < WARMUP; i++) {
+    for (let i = 0; i < (quick ? 1 : 2); i++) {
       await firstByte("/v1/chat/completions", chatPayload);
       await firstByte("/v1/images/generations", imagesPayload);
     }
@@ -241,41 +254,38 @@ export async function run(): Promise<Record<string, unknown>> {
       chatTtfb.push(await firstByte("/v1/chat/completions", chatPayload));
       imagesTtfb.push(await firstByte("/v1/images/generations", imagesPayload));
     }
-    await settle();
+    await bench.settle();
 
-    const medians = profiles.map((p) => (p.overheadMs as { p50: number }).p50);
+    const medians = profiles.map((p) => p.overheadMs.p50);
     return {
-      setup: { size: SIZE, sdTiming: SD_TIMING, ollamaTiming: OLLAMA_TIMING, warmup: WARMUP, apiKey: true },
+      setup: {
+        size: SIZE,
+        timeScale,
+        sdTiming: Object.fromEntries(PROFILES.map(({ profile }) => [profile.name, { ...profile.env, steps: String(profile.steps), source: profile.source }])),
+        ollamaTiming: OLLAMA_TIMING,
+        apiKey: true,
+      },
       profiles,
       firstSseByteMs: {
         chatCompletions: { p50: round(percentile(chatTtfb, 50), 2), p90: round(percentile(chatTtfb, 90), 2) },
         imagesGenerations: { p50: round(percentile(imagesTtfb, 50), 2), p90: round(percentile(imagesTtfb, 90), 2) },
+        samples: n,
       },
       targetMedianMs: TARGET_MEDIAN_MS,
       meetsTarget: medians.every((m) => m < TARGET_MEDIAN_MS),
-      violations: readViolations(stack.gpuDir).length,
+      violations: bench.violations(),
     };
   } finally {
-    await server.close();
-    await stack.close();
+    await bench.close();
     restoreFetch();
     restoreSpawn();
   }
 }
 
-export function printTable(result: Record<string, unknown>): void {
-  const profiles = result.profiles as {
-    profile: string;
-    requests: number;
-    wallMs: { p50: number };
-    sdCliMs: { p50: number };
-    ollamaMs: { p50: number };
-    overheadMs: { p50: number; p90: number };
-    overheadPctOfWall: number;
-  }[];
+export function printTable(result: OverheadResult): void {
   const rows = [
-    ["profile", "n", "wall p50", "sd-cli p50", "ollama p50", "overhead p50", "overhead p90", "% of wall"],
-    ...profiles.map((p) => [
+    ["profile", "n", "wall p50", "sd-cli p50", "ollama p50", "overhead p50", "p90", "% of wall", "% at real speed"],
+    ...result.profiles.map((p) => [
       p.profile,
       String(p.requests),
       `${p.wallMs.p50} ms`,
@@ -284,24 +294,23 @@ export function printTable(result: Record<string, unknown>): void {
       `${p.overheadMs.p50} ms`,
       `${p.overheadMs.p90} ms`,
       `${p.overheadPctOfWall} %`,
+      `${p.overheadPctAtRealSpeed} %`,
     ]),
   ];
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  const line = (r: string[]) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join("  ");
-  console.log(`overhead: POST /v1/images/generations ${SIZE}, refine on, API key on; sequential, each after the LLM is back`);
-  console.log(line(rows[0]!));
-  for (const r of rows.slice(1)) console.log(line(r));
-  const ttfb = result.firstSseByteMs as Record<string, { p50: number; p90: number }>;
   console.log(
-    `first SSE byte: chat/completions p50 ${ttfb.chatCompletions!.p50} ms (p90 ${ttfb.chatCompletions!.p90}), ` +
-      `images/generations p50 ${ttfb.imagesGenerations!.p50} ms (p90 ${ttfb.imagesGenerations!.p90})`,
+    `overhead: POST /v1/images/generations ${SIZE}, refine on, API key on; sequential, each after the LLM is back; ` +
+      `sd-cli double at 1/${result.setup.timeScale} of gen-basic's real time`,
   );
+  printRows(rows);
+  const ttfb = result.firstSseByteMs;
   console.log(
-    `target: overhead p50 < ${String(result.targetMedianMs)} ms: ${result.meetsTarget ? "met" : "NOT met"}; GPU violations: ${String(result.violations)}`,
+    `first SSE byte: chat/completions p50 ${ttfb.chatCompletions.p50} ms (p90 ${ttfb.chatCompletions.p90}), ` +
+      `images/generations p50 ${ttfb.imagesGenerations.p50} ms (p90 ${ttfb.imagesGenerations.p90})`,
   );
+  console.log(`target: overhead p50 < ${result.targetMedianMs} ms: ${result.meetsTarget ? "met" : "NOT met"}; GPU violations: ${result.violations}`);
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (isMain(import.meta.url)) {
   run()
     .then((result) => {
       printTable(result);

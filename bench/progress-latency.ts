@@ -1,150 +1,135 @@
 /**
- * How late does a step reach us? Runs the sd-cli double N times; the double appends the
- * moment it wrote each step bar (FAKE_SD_TIMESTAMPS, performance.timeOrigin + now()) and
- * we note the moment the runner hands us the matching `step` event, on the same clock.
- * Also measures the runner's own overhead per generation: spawn → first event and
- * process exit → result.
+ * How late does a sampling step reach the user? The sd-cli double writes each step bar
+ * and notes when (FAKE_SD_TIMESTAMPS: performance.timeOrigin + now(), in the child); an
+ * SSE client of the real server (`POST /v1/images/generations` with `stream: true`, as
+ * OpenWebUI's image button or the OpenAI SDK streams it) notes when the matching
+ * `diffugen.progress` event with that step arrived, on the same clock. Between the two:
+ * the pipe, sd-cli's output parser, the runner, LangGraph's custom stream, the job's
+ * event channel, the formatter, the SSE writer, HTTP and the client's reader.
  *
- *   npx tsx bench/progress-latency.ts [runs] [steps] [stepMs]
+ * The double is timed like the real run in fixtures/sd-cli/gen-basic (lib/sd-timing.ts),
+ * for 4 and 20 steps, at 512x512; refine off (the LLM still leaves VRAM and comes back).
+ *
+ *   npx tsx bench/progress-latency.ts          (BENCH_QUICK=1: fewer runs)
  */
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { performance } from "node:perf_hooks";
-import { fileURLToPath, pathToFileURL } from "node:url";
-import { loadConfig } from "../src/config/index.js";
-import { generateImages } from "../src/diffusion/index.js";
-import { ModelRegistry } from "../src/models/index.js";
-
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-
-export interface ProgressLatencyOptions {
-  runs?: number;
-  steps?: number;
-  /** FAKE_SD_STEP_MS: small, so the bench measures delivery, not sampling. */
-  stepMs?: number;
-  bin?: string;
-}
-
-export interface Percentiles {
-  n: number;
-  p50: number;
-  p99: number;
-  max: number;
-}
+import { fourStep, twentyStep, type SdProfile } from "./lib/sd-timing.js";
+import { startBenchServer } from "./lib/server-stack.js";
+import { streamPost } from "./lib/sse-client.js";
+import { isMain, ms, printRows, quick, spread, type Spread } from "./lib/stats.js";
 
 export interface ProgressLatencyResult {
-  runs: number;
-  steps: number;
-  /** sd-cli wrote a step bar → the runner emitted the step event (ms). */
-  stepLatencyMs: Percentiles;
-  /** Runner overhead per generation (ms). */
-  spawnToFirstEventMs: Percentiles;
-  exitToResultMs: Percentiles;
-  /** Step events without a matching timestamp or vice versa (should be 0). */
+  route: string;
+  runs: { profile: string; runs: number; steps: number }[];
+  /** sd-cli wrote a step bar → the SSE client had the step event (ms). */
+  stepToClientMs: Spread;
+  perProfile: { profile: string; stepToClientMs: Spread }[];
+  /** Step bars without a matching event, or events without a bar (should be 0). */
   unmatchedSteps: number;
-  targetP99Ms: number;
-  meetsTarget: boolean;
+  violations: number;
 }
 
-export async function run(options: ProgressLatencyOptions = {}): Promise<ProgressLatencyResult> {
-  const runs = options.runs ?? 20;
-  const steps = options.steps ?? 20;
-  const stepMs = options.stepMs ?? 5;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "diffugen-bench-"));
-  try {
-    const modelsDir = path.join(dir, "models");
-    fs.mkdirSync(modelsDir);
-    const config = loadConfig({
-      SD_CPP_BIN: options.bin ?? path.join(repoRoot, "tests/fakes/sd-cli.mjs"),
-      MODELS_DIR: modelsDir,
-      OUTPUT_DIR: path.join(dir, "outputs"),
-      DEFAULT_IMAGE_MODEL: "sd15",
-    });
-    const registry = new ModelRegistry({ modelsDir, defaultModel: "sd15" });
-    for (const file of registry.files(registry.resolve("sd15"))) fs.writeFileSync(file.path, "");
+interface StepStamp {
+  step: number;
+  image: number;
+  at: number;
+}
 
-    const latencies: number[] = [];
-    const firstEvent: number[] = [];
-    const exitToResult: number[] = [];
-    let unmatched = 0;
+/** `runs` streamed images with one profile; the step latencies they showed. */
+async function measure(profile: SdProfile, runs: number, stampsFile: string): Promise<{ latencies: number[]; unmatched: number; violations: number }> {
+  // Every run of this stack's sd-cli double appends its step stamps to stampsFile.
+  const bench = await startBenchServer({ sdEnv: { ...profile.env, FAKE_SD_TIMESTAMPS: stampsFile } });
+  const latencies: number[] = [];
+  let unmatched = 0;
+  try {
     for (let i = 0; i < runs; i++) {
-      const stampsFile = path.join(dir, `stamps-${i}.jsonl`);
-      const seen = new Map<string, number>();
-      const result = await generateImages(
-        { prompt: "a lighthouse at dusk", width: 64, height: 64, steps, seed: i },
-        { config, registry },
+      await bench.settle();
+      fs.writeFileSync(stampsFile, "");
+      const arrived = new Map<number, number>();
+      const result = await streamPost(
+        `${bench.url}/v1/images/generations`,
+        { model: "sd15", prompt: "a lighthouse at dusk, waves crashing", size: "512x512", steps: profile.steps, seed: i, refine: false, stream: true },
         {
-          env: { FAKE_SD_TIMESTAMPS: stampsFile, FAKE_SD_STEP_MS: String(stepMs), FAKE_SD_LOAD_MS: "2", FAKE_SD_DECODE_MS: "2" },
-          onEvent: (e) => {
-            if (e.type === "step") seen.set(`${e.imageIndex + 1}:${e.step}`, performance.timeOrigin + performance.now());
+          onMessage: (m) => {
+            const data = JSON.parse(m.data) as { type?: string; step?: { current: number } };
+            if (data.type === "diffugen.progress" && data.step && !arrived.has(data.step.current)) arrived.set(data.step.current, m.at);
           },
         },
       );
+      if (result.status !== 200 || !result.messages.some((m) => m.event === "image_generation.completed")) {
+        throw new Error(`stream answered ${result.status} without an image: ${result.messages.at(-1)?.data.slice(0, 300) ?? ""}`);
+      }
       const stamps = fs
         .readFileSync(stampsFile, "utf8")
         .split("\n")
         .filter((l) => l.trim() !== "")
-        .map((l) => JSON.parse(l) as { step: number; image: number; at: number });
+        .map((l) => JSON.parse(l) as StepStamp);
       for (const stamp of stamps) {
-        const at = seen.get(`${stamp.image}:${stamp.step}`);
+        const at = arrived.get(stamp.step);
         if (at === undefined) unmatched++;
         else latencies.push(at - stamp.at);
       }
-      unmatched += Math.max(0, seen.size - stamps.length);
-      if (result.timings.spawnToFirstEventMs !== undefined) firstEvent.push(result.timings.spawnToFirstEventMs);
-      exitToResult.push(result.timings.exitToResultMs);
-      for (const image of result.images) fs.rmSync(image.path, { force: true });
+      unmatched += Math.max(0, arrived.size - stamps.length);
     }
-    const stepLatencyMs = percentiles(latencies);
-    const targetP99Ms = 2;
-    return {
-      runs,
-      steps,
-      stepLatencyMs,
-      spawnToFirstEventMs: percentiles(firstEvent),
-      exitToResultMs: percentiles(exitToResult),
-      unmatchedSteps: unmatched,
-      targetP99Ms,
-      meetsTarget: stepLatencyMs.p99 < targetP99Ms && unmatched === 0,
-    };
+    await bench.settle();
+    return { latencies, unmatched, violations: bench.violations() };
   } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+    await bench.close();
   }
 }
 
-/** Nearest-rank percentiles. */
-function percentiles(values: number[]): Percentiles {
-  const sorted = [...values].sort((a, b) => a - b);
-  const rank = (p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? Number.NaN;
-  return { n: sorted.length, p50: rank(50), p99: rank(99), max: sorted.at(-1) ?? Number.NaN };
+export async function run(): Promise<ProgressLatencyResult> {
+  const plan: { profile: SdProfile; runs: number }[] = quick
+    ? [
+        { profile: fourStep, runs: 2 },
+        { profile: twentyStep, runs: 1 },
+      ]
+    : [
+        { profile: fourStep, runs: 6 },
+        { profile: twentyStep, runs: 4 },
+      ];
+  const all: number[] = [];
+  const perProfile: ProgressLatencyResult["perProfile"] = [];
+  let unmatched = 0;
+  let violations = 0;
+  const stampsDir = fs.mkdtempSync(path.join(os.tmpdir(), "diffugen-bench-steps-"));
+  try {
+    for (const { profile, runs } of plan) {
+      const m = await measure(profile, runs, path.join(stampsDir, "step-stamps.jsonl"));
+      all.push(...m.latencies);
+      unmatched += m.unmatched;
+      violations += m.violations;
+      perProfile.push({ profile: profile.name, stepToClientMs: spread(m.latencies, 3) });
+    }
+  } finally {
+    fs.rmSync(stampsDir, { recursive: true, force: true });
+  }
+  return {
+    route: "POST /v1/images/generations stream:true (diffugen.progress events)",
+    runs: plan.map((p) => ({ profile: p.profile.name, runs: p.runs, steps: p.profile.steps })),
+    stepToClientMs: spread(all, 3),
+    perProfile,
+    unmatchedSteps: unmatched,
+    violations,
+  };
 }
 
 export function printTable(r: ProgressLatencyResult): void {
-  const ms = (v: number) => `${v.toFixed(3)} ms`;
-  const rows: [string, Percentiles][] = [
-    ["step written → step event", r.stepLatencyMs],
-    ["spawn → first event", r.spawnToFirstEventMs],
-    ["exit → result", r.exitToResultMs],
-  ];
-  console.log(`progress latency: ${r.runs} runs × ${r.steps} steps (sd-cli double)`);
-  console.log(`${"measure".padEnd(28)}${"n".padStart(6)}${"p50".padStart(13)}${"p99".padStart(13)}${"max".padStart(13)}`);
-  for (const [name, p] of rows) {
-    console.log(`${name.padEnd(28)}${String(p.n).padStart(6)}${ms(p.p50).padStart(13)}${ms(p.p99).padStart(13)}${ms(p.max).padStart(13)}`);
+  console.log(`progress latency: sd-cli step bar written → SSE client has the step (${r.route})`);
+  const rows = [["runs", "n", "p50", "p99", "max"]];
+  for (const p of r.perProfile) {
+    const runs = r.runs.find((x) => x.profile === p.profile)?.runs ?? 0;
+    rows.push([`${runs} x ${p.profile}`, String(p.stepToClientMs.n), ms(p.stepToClientMs.p50, 3), ms(p.stepToClientMs.p99, 3), ms(p.stepToClientMs.max, 3)]);
   }
-  console.log(
-    `target: step p99 < ${r.targetP99Ms} ms → ${r.meetsTarget ? "met" : "NOT met"}` +
-      (r.unmatchedSteps > 0 ? ` (${r.unmatchedSteps} unmatched steps)` : ""),
-  );
+  rows.push(["all", String(r.stepToClientMs.n), ms(r.stepToClientMs.p50, 3), ms(r.stepToClientMs.p99, 3), ms(r.stepToClientMs.max, 3)]);
+  printRows(rows);
+  console.log(`steps without a matching event: ${r.unmatchedSteps}; GPU violations: ${r.violations}`);
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
-  const [runs, steps, stepMs] = process.argv.slice(2).map(Number);
-  run({
-    runs: Number.isFinite(runs) ? runs : undefined,
-    steps: Number.isFinite(steps) ? steps : undefined,
-    stepMs: Number.isFinite(stepMs) ? stepMs : undefined,
-  })
+if (isMain(import.meta.url)) {
+  run()
     .then(printTable)
     .catch((err: unknown) => {
       console.error(err);

@@ -93,8 +93,9 @@ export class OllamaControl implements LlmResidency {
     this.requestTimeoutMs = options.requestTimeoutMs ?? 5_000;
     this.loadTimeoutMs = options.loadTimeoutMs ?? 120_000;
     this.pollInitialMs = options.pollInitialMs ?? 50;
-    // Capped low: a poll of /api/ps is cheap, and every pause is GPU time lost after the drop.
-    this.pollMaxMs = options.pollMaxMs ?? 250;
+    // Capped low: a poll of /api/ps is a few hundred bytes of JSON, and every pause is GPU
+    // time lost after the drop (npm run bench: 250 ms cost ~155 ms per swap at a 200 ms linger).
+    this.pollMaxMs = options.pollMaxMs ?? 100;
     this.vramSettleMs = options.vramSettleMs ?? 2_000;
     this.env = options.env ?? process.env;
   }

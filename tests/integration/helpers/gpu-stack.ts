@@ -102,7 +102,7 @@ export interface GpuStackOptions extends Omit<FakeOllamaOptions, "gpuDir"> {
   env?: Record<string, string>;
   maxQueue?: number;
   maxBatch?: number;
-  /** OllamaControl's poll backoff (defaults: the product's, 50 ms doubling to 1 s). */
+  /** OllamaControl's poll backoff (defaults: the product's, 50 ms doubling to 100 ms). */
   pollInitialMs?: number;
   pollMaxMs?: number;
   /** Start with the LLM resident, as on a running box. Default true. */
