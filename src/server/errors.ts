@@ -73,7 +73,7 @@ export type ParamNames = Readonly<Record<string, string>>;
 /** A run error as an API error; `params` renames the request fields for the dialect. */
 export function apiErrorFromRun(error: RunError, options: { params?: ParamNames; retryAfterSeconds?: number | undefined } = {}): ApiError {
   const rule = runErrorRules[error.code as RunErrorCode] ?? runErrorRules.internal;
-  const param = error.param === undefined ? null : (options.params?.[error.param] ?? error.param);
+  const param = error.param === undefined ? null : renamedParam(options.params, error.param);
   return new ApiError(rule.status, error.message, {
     type: rule.type,
     code: error.code,
@@ -81,6 +81,15 @@ export function apiErrorFromRun(error: RunError, options: { params?: ParamNames;
     retryable: rule.retryable,
     retryAfterSeconds: options.retryAfterSeconds,
   });
+}
+
+/**
+ * The dialect's name for a request field. Own entries only: a field a client named
+ * `constructor` or `__proto__` must not pick up Object.prototype's members (a function
+ * as `param` broke the error's shape and the graph stream's handler).
+ */
+export function renamedParam(params: ParamNames | undefined, name: string): string {
+  return params !== undefined && Object.hasOwn(params, name) ? (params[name] ?? name) : name;
 }
 
 /** Rethrows a refused job as the API error for it. */

@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 import { z } from "zod";
-import { ApiError, invalidRequest } from "./errors.js";
+import { ApiError, invalidRequest, renamedParam } from "./errors.js";
 
 /**
  * Request bodies → typed values, or a 400 naming the field. Form posts (image edits) and
@@ -31,8 +31,15 @@ export function parseSize(size: string | undefined): { width?: number; height?: 
   return match ? { width: Number(match[1]), height: Number(match[2]) } : {};
 }
 
+/** validationError without the request: it cannot tell a missing field from a wrong one. */
+const noInput = Symbol("no input");
+
 /** The zod issue a client can act on, as a 400 with OpenAI's `param` (`messages[1].content`). */
-export function validationError(error: z.ZodError, params: Readonly<Record<string, string>> = {}): ApiError {
+export function validationError(
+  error: z.ZodError,
+  params: Readonly<Record<string, string>> = {},
+  input: unknown = noInput,
+): ApiError {
   const issue = error.issues[0];
   if (!issue) return invalidRequest("Invalid request body");
   let path = issue.path;
@@ -41,11 +48,23 @@ export function validationError(error: z.ZodError, params: Readonly<Record<strin
     path = [...path, issue.keys[0]];
     detail = `unknown parameter '${issue.keys[0]}'`;
   }
-  if (issue.code === "invalid_type" && issue.input === undefined && path.length > 0) detail = "is required";
+  // zod 4 leaves `input` out of its issues: look the value up, or a prompt sent as a number
+  // would be reported as missing.
+  if (issue.code === "invalid_type" && path.length > 0 && input !== noInput && valueAt(input, path) === undefined) detail = "is required";
   const param = formatPath(path);
   if (path.length === 0) return invalidRequest(`Invalid request body: ${detail}`, null);
-  const shown = params[param] ?? param;
+  const shown = renamedParam(params, param);
   return invalidRequest(`Invalid '${shown}': ${detail}`, shown);
+}
+
+/** The value at a zod issue's path, through own properties only (never Object.prototype's). */
+function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
+  let current = value;
+  for (const key of path) {
+    if (current === null || typeof current !== "object" || typeof key === "symbol" || !Object.hasOwn(current, key)) return undefined;
+    current = (current as Record<string | number, unknown>)[key];
+  }
+  return current;
 }
 
 function formatPath(path: readonly PropertyKey[]): string {
@@ -69,6 +88,6 @@ export async function readJson<T extends z.ZodType>(c: Context, schema: T): Prom
 
 export function parseWith<T extends z.ZodType>(schema: T, value: unknown): z.output<T> {
   const parsed = schema.safeParse(value);
-  if (!parsed.success) throw validationError(parsed.error);
+  if (!parsed.success) throw validationError(parsed.error, {}, value);
   return parsed.data;
 }

@@ -54,8 +54,12 @@ const modes = z.preprocess((v) => (typeof v === "string" ? [v] : v), z.array(mod
 
 const graphStreamBody = z.strictObject({ ...graphInput, stream_mode: modes.optional(), streamMode: modes.optional() });
 
-/** GET: every value is a string; `request` fields sit at the top level next to the other inputs. */
-const requestFields = Object.keys(generationRequestSchema.shape);
+/**
+ * GET: every value is a string; `request` fields sit at the top level next to the other
+ * inputs. Never `initImage`: a server-side path from a client would let it make sd-cli
+ * read any file on the host (uploads go through /v1/images/edits).
+ */
+const requestFields = Object.keys(generationRequestSchema.shape).filter((field) => field !== "initImage");
 const queryInputs = z.strictObject({
   mode: graphInput.mode,
   refinePrompt: graphInput.refinePrompt,

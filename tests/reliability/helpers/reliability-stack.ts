@@ -1,0 +1,153 @@
+import fs from "node:fs";
+import { startServer, type RunningServer, type StartServerOptions } from "../../../src/server/index.js";
+import { JobRunner } from "../../../src/jobs/index.js";
+import { isAlive, readSpawns, readViolations } from "../../fakes/fake-gpu.mjs";
+import type { FakeOllamaOptions } from "../../fakes/ollama-server.js";
+import { startStack, type Stack } from "../../graph/harness.js";
+
+/**
+ * The real server (port 0) in front of the graph harness's stack (fake Ollama, sd-cli
+ * double, one simulated GPU), with its job runner in reach so a test can see every job end.
+ * The double runs fast (a few ms a step) and every image is 64x64: what is tested is what
+ * happens around sd-cli, not how long it takes.
+ */
+
+export const LLM = "qwen2.5:3b";
+
+/** A fast sd-cli double: steps, tensor loads and decodes of a few ms. */
+export const fastSd: Record<string, string> = {
+  FAKE_SD_STEP_MS: "4",
+  FAKE_SD_LOAD_MS: "4",
+  FAKE_SD_DECODE_MS: "4",
+  FAKE_SD_COND_MS: "2",
+  FAKE_SD_PREVIEW_GAP_MS: "0",
+};
+
+/**
+ * DIFFUGEN_SOAK=1 (or a factor, DIFFUGEN_SOAK=20) multiplies counts and rounds; unset, every
+ * test runs its short version.
+ */
+export const soakFactor = (() => {
+  const raw = process.env.DIFFUGEN_SOAK;
+  if (raw === undefined || raw === "" || raw === "0") return 1;
+  const n = Number(raw);
+  return Number.isFinite(n) && n > 1 ? Math.floor(n) : 10;
+})();
+
+export interface ReliabilityStack {
+  stack: Stack;
+  server: RunningServer;
+  runner: JobRunner;
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function startReliabilityStack(
+  options: {
+    ollama?: FakeOllamaOptions;
+    env?: Record<string, string>;
+    sdEnv?: Record<string, string>;
+    server?: Omit<StartServerOptions, "runner">;
+  } = {},
+): Promise<ReliabilityStack> {
+  const stack = await startStack({ ollama: options.ollama, env: options.env, sdEnv: { ...fastSd, ...options.sdEnv } });
+  const runner = new JobRunner(stack.deps);
+  let server: RunningServer;
+  try {
+    server = await startServer(stack.deps, {
+      port: 0,
+      host: "127.0.0.1",
+      apiKey: undefined,
+      log: () => undefined,
+      shutdownGraceMs: 5_000,
+      ...options.server,
+      runner,
+    });
+  } catch (err) {
+    await stack.close();
+    throw err;
+  }
+  return {
+    stack,
+    server,
+    runner,
+    url: server.url,
+    async close() {
+      await server.close();
+      // A double still alive here is an orphan the assertions have reported already; do
+      // not leave it running after the test.
+      for (const spawn of readSpawns(stack.gpuDir)) if (isAlive(spawn.pid)) killQuietly(spawn.pid);
+      await stack.close();
+    },
+  };
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    // gone meanwhile
+  }
+}
+
+export async function until(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const started = Date.now();
+  while (!check()) {
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+export async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** sd-cli doubles of this stack still running. */
+export function orphanPids(stack: Stack): number[] {
+  return readSpawns(stack.gpuDir)
+    .map((s) => s.pid)
+    .filter(isAlive);
+}
+
+export interface Quiet {
+  violations: { by: string; what: string }[];
+  orphans: number[];
+  llmState: string;
+  gpu: string;
+  listed: string[];
+}
+
+/**
+ * Waits until every job has ended and the scheduler has settled (GPU idle, nobody
+ * waiting, the LLM put back or the attempt over), then reports what is left: invariant
+ * violations, sd-cli doubles still alive, where the LLM is. Throws when it does not get
+ * there in time (a stuck job).
+ */
+export async function whenQuiet(s: ReliabilityStack, timeoutMs = 20_000): Promise<Quiet> {
+  await until(() => s.runner.activeJobs === 0, timeoutMs, `every job to end (${s.runner.activeJobs} still active)`);
+  await withTimeout(s.stack.deps.scheduler.whenSettled(), timeoutMs, "the GPU scheduler to settle");
+  // A double that was just killed may take a moment to be gone from the process table.
+  const deadline = Date.now() + 3_000;
+  while (orphanPids(s.stack).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  const state = s.stack.deps.scheduler.state();
+  return {
+    violations: readViolations(s.stack.gpuDir),
+    orphans: orphanPids(s.stack),
+    llmState: state.llm,
+    gpu: state.gpu.kind,
+    listed: s.stack.ollama.listed(),
+  };
+}
+
+/** The PNG files in OUTPUT_DIR (previews excluded). */
+export function outputPngs(stack: Stack): string[] {
+  return fs.readdirSync(stack.outputDir).filter((f) => f.endsWith(".png") && !f.includes(".preview"));
+}
