@@ -46,7 +46,7 @@ import { performance } from "node:perf_hooks";
 import { realOllama } from "./lib/ollama-timing.js";
 import { fourStep, timeScale, twentyStep } from "./lib/sd-timing.js";
 import { sdCliDouble, startBenchServer } from "./lib/server-stack.js";
-import { isMain, percentile, printRows, quick } from "./lib/stats.js";
+import { runWhenMain, percentile, printRows, quick } from "./lib/stats.js";
 
 const API_KEY = "bench-key";
 const SIZE = "512x512";
@@ -310,14 +310,4 @@ export function printTable(result: OverheadResult): void {
   console.log(`target: overhead p50 < ${result.targetMedianMs} ms: ${result.meetsTarget ? "met" : "NOT met"}; GPU violations: ${result.violations}`);
 }
 
-if (isMain(import.meta.url)) {
-  run()
-    .then((result) => {
-      printTable(result);
-      if (result.violations !== 0) process.exitCode = 1;
-    })
-    .catch((err: unknown) => {
-      console.error(err);
-      process.exitCode = 1;
-    });
-}
+runWhenMain(import.meta.url, run, printTable, (r) => r.violations !== 0);

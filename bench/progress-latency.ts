@@ -18,7 +18,7 @@ import path from "node:path";
 import { fourStep, twentyStep, type SdProfile } from "./lib/sd-timing.js";
 import { startBenchServer } from "./lib/server-stack.js";
 import { streamPost } from "./lib/sse-client.js";
-import { isMain, ms, printRows, quick, spread, type Spread } from "./lib/stats.js";
+import { runWhenMain, ms, printRows, quick, spread, type Spread } from "./lib/stats.js";
 
 export interface ProgressLatencyResult {
   route: string;
@@ -128,11 +128,4 @@ export function printTable(r: ProgressLatencyResult): void {
   console.log(`steps without a matching event: ${r.unmatchedSteps}; GPU violations: ${r.violations}`);
 }
 
-if (isMain(import.meta.url)) {
-  run()
-    .then(printTable)
-    .catch((err: unknown) => {
-      console.error(err);
-      process.exitCode = 1;
-    });
-}
+runWhenMain(import.meta.url, run, printTable);

@@ -21,7 +21,7 @@ import { realOllama } from "./lib/ollama-timing.js";
 import { fourStep } from "./lib/sd-timing.js";
 import { logTimes, startBenchServer, type BenchServer } from "./lib/server-stack.js";
 import { streamPost } from "./lib/sse-client.js";
-import { epochNow, isMain, median, ms, printRows, quick, round } from "./lib/stats.js";
+import { epochNow, runWhenMain, median, ms, printRows, quick, round } from "./lib/stats.js";
 
 export interface ReloadSample {
   /** From the request's start (ms). */
@@ -114,14 +114,4 @@ export function printTable(r: ReloadVsImageResult): void {
   console.log(`the image ${r.imageFirst ? "never waited" : "WAITED"} for the reload; GPU violations: ${r.violations}`);
 }
 
-if (isMain(import.meta.url)) {
-  run()
-    .then((r) => {
-      printTable(r);
-      if (!r.imageFirst || r.violations !== 0) process.exitCode = 1;
-    })
-    .catch((err: unknown) => {
-      console.error(err);
-      process.exitCode = 1;
-    });
-}
+runWhenMain(import.meta.url, run, printTable, (r) => !r.imageFirst || r.violations !== 0);

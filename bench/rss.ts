@@ -30,7 +30,7 @@ import { startFakeOllama } from "../tests/fakes/ollama-server.js";
 import { fourStep } from "./lib/sd-timing.js";
 import { LLM_MODEL, repoRoot, SD15_FILE, sdCliDouble } from "./lib/server-stack.js";
 import { streamPost } from "./lib/sse-client.js";
-import { isMain, median, printRows, round } from "./lib/stats.js";
+import { runWhenMain, median, printRows, round } from "./lib/stats.js";
 
 const STREAM_STEPS = 50;
 
@@ -226,11 +226,4 @@ export function printTable(r: RssResult): void {
   console.log(`streams still open at the reading: ${r.openAtReading}/${r.streams}; GPU violations: ${r.violations}`);
 }
 
-if (isMain(import.meta.url)) {
-  run()
-    .then(printTable)
-    .catch((err: unknown) => {
-      console.error(err);
-      process.exitCode = 1;
-    });
-}
+runWhenMain(import.meta.url, run, printTable);

@@ -20,7 +20,7 @@
 import { realOllama } from "./lib/ollama-timing.js";
 import { fourStep, timeScale } from "./lib/sd-timing.js";
 import { startBenchServer, type BenchServer } from "./lib/server-stack.js";
-import { epochNow, isMain, ms, percentile, printRows, quick, round } from "./lib/stats.js";
+import { epochNow, runWhenMain, ms, percentile, printRows, quick, round } from "./lib/stats.js";
 
 const BURST_SIZES = [1, 4, 8] as const;
 const TARGET_P99_MS = 300;
@@ -156,14 +156,4 @@ export function printTable(result: SwapsResult): void {
   );
 }
 
-if (isMain(import.meta.url)) {
-  run()
-    .then((result) => {
-      printTable(result);
-      if (result.violations !== 0) process.exitCode = 1;
-    })
-    .catch((err: unknown) => {
-      console.error(err);
-      process.exitCode = 1;
-    });
-}
+runWhenMain(import.meta.url, run, printTable, (r) => r.violations !== 0);

@@ -26,7 +26,7 @@ import { OllamaControl, silentLlmLogger } from "../src/llm/index.js";
 import { startFakeOllama } from "../tests/fakes/ollama-server.js";
 import { realOllama, slowUnloadLingerMs } from "./lib/ollama-timing.js";
 import { LLM_MODEL, watchDrops } from "./lib/server-stack.js";
-import { epochNow, isMain, ms, printRows, quick, round, spread, type Spread } from "./lib/stats.js";
+import { epochNow, runWhenMain, ms, printRows, quick, round, spread, type Spread } from "./lib/stats.js";
 
 export interface UnloadConfirmRow {
   lingerMs: number;
@@ -121,11 +121,4 @@ export function printTable(r: UnloadConfirmResult): void {
   ]);
 }
 
-if (isMain(import.meta.url)) {
-  run()
-    .then(printTable)
-    .catch((err: unknown) => {
-      console.error(err);
-      process.exitCode = 1;
-    });
-}
+runWhenMain(import.meta.url, run, printTable);

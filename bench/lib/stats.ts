@@ -63,3 +63,21 @@ export function isMain(metaUrl: string): boolean {
   const arg = process.argv[1];
   return arg !== undefined && pathToFileURL(path.resolve(arg)).href === metaUrl;
 }
+
+/**
+ * Lets a bench run on its own (`npx tsx bench/x.ts`): runs it and prints its table when
+ * `metaUrl` is the script node was asked to run. Exit code 1 if it throws or `failed`
+ * says its result breaks a rule (GPU violations).
+ */
+export function runWhenMain<R>(metaUrl: string, run: () => Promise<R>, print: (result: R) => void, failed: (result: R) => boolean = () => false): void {
+  if (!isMain(metaUrl)) return;
+  run()
+    .then((result) => {
+      print(result);
+      if (failed(result)) process.exitCode = 1;
+    })
+    .catch((err: unknown) => {
+      console.error(err);
+      process.exitCode = 1;
+    });
+}

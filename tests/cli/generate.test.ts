@@ -1,5 +1,4 @@
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
@@ -7,45 +6,30 @@ import { PNG } from "pngjs";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { acquireGpuOwnerLock, type GpuOwnerLock } from "../../src/gpu/index.js";
 import { readSpawns, readViolations } from "../fakes/fake-gpu.mjs";
-import { startFakeOllama, type FakeOllama } from "../fakes/ollama-server.js";
+import type { FakeOllama } from "../fakes/ollama-server.js";
+import { startFakeBox, type FakeBox } from "./helpers/fake-box.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const tsx = path.join(root, "node_modules/.bin/tsx");
 
+let box: FakeBox;
 let dir: string;
 let gpuDir: string;
 let ollama: FakeOllama;
 let lock: GpuOwnerLock | undefined;
 
 beforeEach(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), "diffugen-cli-"));
-  gpuDir = path.join(dir, "gpu");
-  fs.mkdirSync(path.join(dir, "models"), { recursive: true });
-  fs.mkdirSync(gpuDir);
-  fs.writeFileSync(path.join(dir, "models", "v1-5-pruned-emaonly.safetensors"), "");
-  ollama = await startFakeOllama({ installed: ["qwen2.5:3b"], resident: ["qwen2.5:3b"], gpuDir });
+  box = await startFakeBox("cli");
+  ({ dir, gpuDir, ollama } = box);
 });
 afterEach(async () => {
   lock?.release();
   lock = undefined;
-  await ollama.close();
-  fs.rmSync(dir, { recursive: true, force: true });
+  await box.close();
 });
 
 function diffugen(...args: string[]) {
-  return execa(tsx, [path.join(root, "src/cli/main.ts"), ...args], {
-    cwd: dir,
-    reject: false,
-    env: {
-      SD_CPP_BIN: path.join(root, "tests/fakes/sd-cli.mjs"),
-      MODELS_DIR: path.join(dir, "models"),
-      OUTPUT_DIR: path.join(dir, "outputs"),
-      DATA_DIR: path.join(dir, "data"),
-      OLLAMA_BASE_URL: ollama.url,
-      FAKE_GPU_DIR: gpuDir,
-      FAKE_SD_STEP_MS: "10",
-    },
-  });
+  return execa(tsx, [path.join(root, "src/cli/main.ts"), ...args], { cwd: dir, reject: false, env: box.env({ FAKE_SD_STEP_MS: "10" }) });
 }
 
 describe("diffugen generate", () => {

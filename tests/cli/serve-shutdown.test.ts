@@ -1,11 +1,10 @@
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { isAlive, readSpawns, readViolations } from "../fakes/fake-gpu.mjs";
-import { startFakeOllama, type FakeOllama } from "../fakes/ollama-server.js";
+import type { FakeOllama } from "../fakes/ollama-server.js";
 import { parseSse } from "../server/harness.js";
-import { root } from "./helpers/diffugen-command.js";
+import { startFakeBox, type FakeBox } from "./helpers/fake-box.js";
 import { startServe, type ServeProcess } from "./helpers/serve-process.js";
 
 /**
@@ -13,46 +12,25 @@ import { startServe, type ServeProcess } from "./helpers/serve-process.js";
  * period, then are cancelled; no sd-cli is left, the LLM is back in VRAM, exit code 0.
  */
 
+let box: FakeBox;
 let dir: string;
 let gpuDir: string;
 let ollama: FakeOllama;
 let serve: ServeProcess | undefined;
 
 beforeEach(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), "diffugen-shutdown-"));
-  gpuDir = path.join(dir, "gpu");
-  fs.mkdirSync(path.join(dir, "models"), { recursive: true });
-  fs.mkdirSync(gpuDir);
-  fs.writeFileSync(path.join(dir, "models", "v1-5-pruned-emaonly.safetensors"), "");
-  ollama = await startFakeOllama({ installed: ["qwen2.5:3b"], resident: ["qwen2.5:3b"], gpuDir });
+  box = await startFakeBox("shutdown");
+  ({ dir, gpuDir, ollama } = box);
 });
 
 afterEach(async () => {
   await serve?.kill();
   serve = undefined;
-  // Whatever a failed test left running ends here, by pid.
-  for (const spawn of readSpawns(gpuDir)) if (isAlive(spawn.pid)) process.kill(spawn.pid, "SIGKILL");
-  await ollama.close();
-  fs.rmSync(dir, { recursive: true, force: true });
+  await box.close();
 });
 
 function startDiffugen(env: Record<string, string>): Promise<ServeProcess> {
-  return startServe(
-    {
-      PORT: "0",
-      HOST: "127.0.0.1",
-      API_KEY: "",
-      SD_CPP_BIN: path.join(root, "tests/fakes/sd-cli.mjs"),
-      MODELS_DIR: path.join(dir, "models"),
-      OUTPUT_DIR: path.join(dir, "outputs"),
-      DATA_DIR: path.join(dir, "data"),
-      OLLAMA_BASE_URL: ollama.url,
-      UNLOAD_TIMEOUT_S: "5",
-      FAKE_GPU_DIR: gpuDir,
-      ...env,
-    },
-    dir,
-  );
+  return startServe(box.env({ PORT: "0", HOST: "127.0.0.1", API_KEY: "", UNLOAD_TIMEOUT_S: "5", ...env }), dir);
 }
 
 /** A streaming image request; `text` is everything received, `ended` when the stream closes. */

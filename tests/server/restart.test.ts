@@ -1,10 +1,8 @@
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, expect, it } from "vitest";
 import { isAlive, readSpawns } from "../fakes/fake-gpu.mjs";
-import { startFakeOllama, type FakeOllama } from "../fakes/ollama-server.js";
+import { startFakeBox, type FakeBox } from "../cli/helpers/fake-box.js";
 import { startServe, type ServeProcess } from "../cli/helpers/serve-process.js";
 import { parseSse, postJson } from "./harness.js";
 
@@ -14,46 +12,21 @@ import { parseSse, postJson } from "./harness.js";
  * neither served nor kept.
  */
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-
-let dir: string;
-let gpuDir: string;
-let ollama: FakeOllama;
+let box: FakeBox;
 const servers: ServeProcess[] = [];
 
 beforeEach(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), "diffugen-restart-"));
-  gpuDir = path.join(dir, "gpu");
-  fs.mkdirSync(path.join(dir, "models"), { recursive: true });
-  fs.mkdirSync(gpuDir);
-  fs.writeFileSync(path.join(dir, "models", "v1-5-pruned-emaonly.safetensors"), "");
-  ollama = await startFakeOllama({ installed: ["qwen2.5:3b"], resident: ["qwen2.5:3b"], gpuDir });
+  box = await startFakeBox("restart");
 });
 
 afterEach(async () => {
   for (const server of servers.splice(0)) await server.kill();
-  for (const spawn of readSpawns(gpuDir)) if (isAlive(spawn.pid)) process.kill(spawn.pid, "SIGKILL");
-  await ollama.close();
-  fs.rmSync(dir, { recursive: true, force: true });
+  await box.close();
 });
 
 async function serve(): Promise<ServeProcess> {
-  const server = await startServe(
-    {
-      PORT: "0",
-      HOST: "127.0.0.1",
-      API_KEY: "",
-      SD_CPP_BIN: path.join(root, "tests/fakes/sd-cli.mjs"),
-      MODELS_DIR: path.join(dir, "models"),
-      OUTPUT_DIR: path.join(dir, "outputs"),
-      DATA_DIR: path.join(dir, "data"),
-      OLLAMA_BASE_URL: ollama.url,
-      FAKE_GPU_DIR: gpuDir,
-      FAKE_SD_STEP_MS: "300",
-      LOG_LEVEL: "silent",
-    },
-    dir,
-  );
+  const env = box.env({ PORT: "0", HOST: "127.0.0.1", API_KEY: "", FAKE_SD_STEP_MS: "300", LOG_LEVEL: "silent" });
+  const server = await startServe(env, box.dir);
   servers.push(server);
   return server;
 }
@@ -74,7 +47,7 @@ it("a job killed with its server is reported interrupted after the restart, and 
   expect(res.status).toBe(202);
   const { id } = (await res.json()) as { id: string };
   // Mid-sampling, with a preview on disk.
-  const outputs = path.join(dir, "outputs");
+  const outputs = box.outputDir;
   const preview = await until("a preview file", async () =>
     fs.existsSync(outputs) ? fs.readdirSync(outputs).find((f) => f.endsWith(".preview.png")) : undefined,
   );
@@ -82,7 +55,7 @@ it("a job killed with its server is reported interrupted after the restart, and 
   // The box goes down hard: server and sd-cli both.
   first.signal("SIGKILL");
   await first.exited;
-  for (const spawn of readSpawns(gpuDir)) if (isAlive(spawn.pid)) process.kill(spawn.pid, "SIGKILL");
+  for (const spawn of readSpawns(box.gpuDir)) if (isAlive(spawn.pid)) process.kill(spawn.pid, "SIGKILL");
   // What sd-cli may have left besides: the first image of a batch it never finished.
   const partial = preview.replace(".preview.png", "_0.png");
   fs.copyFileSync(path.join(outputs, preview), path.join(outputs, partial));
