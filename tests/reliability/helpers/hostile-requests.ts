@@ -282,6 +282,18 @@ function fieldDefects(bad: BadFields, kind: keyof typeof validBodies, strict: bo
     );
 }
 
+/** A JSON body with bad fields, sent to `path`: the server must refuse it. */
+function jsonRefusal(path: string) {
+  return ({ fields, body, contentType }: { fields: string[]; body: Record<string, unknown>; contentType: string }): HostileRequest => ({
+    label: `${path} bad ${fields.join(",")}`,
+    method: "POST",
+    path,
+    headers: { "Content-Type": contentType },
+    body: encodeJson(body),
+    expect: "refused",
+  });
+}
+
 function graphDefects() {
   const requestField = fc.tuple(fc.subarray(generationFieldNames, { minLength: 1, maxLength: 2 }), fc.boolean()).chain(([fields, bytes]) =>
     fc.tuple(...fields.map((f) => generationBad[f]!)).map((values) => {
@@ -319,32 +331,11 @@ export function jsonFieldRequests(targets: RouteTarget[]): fc.Arbitrary<HostileR
     switch (target.kind) {
       case "openai-images":
       case "openai-seed-stream":
-        return fieldDefects(openaiImageBad, target.kind, false).map(({ fields, body, contentType }) => ({
-          label: `${target.path} bad ${fields.join(",")}`,
-          method: "POST",
-          path: target.path,
-          headers: headers(contentType),
-          body: encodeJson(body),
-          expect: "refused" as const,
-        }));
+        return fieldDefects(openaiImageBad, target.kind, false).map(jsonRefusal(target.path));
       case "seed":
-        return fieldDefects(seedBad, "seed", false).map(({ fields, body, contentType }) => ({
-            label: `${target.path} bad ${fields.join(",")}`,
-            method: "POST",
-            path: target.path,
-            headers: headers(contentType),
-            body: encodeJson(body),
-            expect: "refused" as const,
-          }));
+        return fieldDefects(seedBad, "seed", false).map(jsonRefusal(target.path));
       case "chat":
-        return fieldDefects(chatBad, "chat", false).map(({ fields, body, contentType }) => ({
-          label: `${target.path} bad ${fields.join(",")}`,
-          method: "POST",
-          path: target.path,
-          headers: headers(contentType),
-          body: encodeJson(body),
-          expect: "refused" as const,
-        }));
+        return fieldDefects(chatBad, "chat", false).map(jsonRefusal(target.path));
       case "graph":
         return fc.tuple(graphDefects(), contentTypes).map(([{ label, body }, ct]) => ({
           label: `${target.path} bad ${label}`,
