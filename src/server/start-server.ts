@@ -10,6 +10,8 @@ export interface RunningServer {
   /** `http://host:port`, with the port actually bound (PORT=0 picks a free one). */
   url: string;
   port: number;
+  /** The server's job runner (its jobs, their store, observers). */
+  runner: JobRunner;
   /**
    * Graceful shutdown: stops accepting connections and new jobs, lets the running jobs
    * finish for up to the grace period (their clients get their full answers), then cancels
@@ -132,6 +134,7 @@ export async function startServer(deps: DiffugenDeps, options: StartServerOption
   return {
     url: `http://${shownHost}:${address.port}`,
     port: address.port,
+    runner,
     close(closeOptions = {}) {
       closing ??= close(closeOptions.onStep ?? (() => undefined));
       return closing;

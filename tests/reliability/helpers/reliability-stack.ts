@@ -1,9 +1,9 @@
 import fs from "node:fs";
-import { startServer, type RunningServer, type StartServerOptions } from "../../../src/server/index.js";
-import { JobRunner } from "../../../src/jobs/index.js";
+import type { JobRunner } from "../../../src/jobs/index.js";
+import type { StartServerOptions } from "../../../src/server/index.js";
 import { isAlive, readSpawns, readViolations } from "../../fakes/fake-gpu.mjs";
-import type { FakeOllamaOptions } from "../../fakes/ollama-server.js";
-import { startStack, type Stack } from "../../graph/harness.js";
+import type { Stack } from "../../graph/harness.js";
+import { startServerStack, type ServerStack } from "../../server/harness.js";
 
 /**
  * The real server (port 0) in front of the graph harness's stack (fake Ollama, sd-cli
@@ -34,50 +34,24 @@ export const soakFactor = (() => {
   return Number.isFinite(n) && n > 1 ? Math.floor(n) : 10;
 })();
 
-export interface ReliabilityStack {
-  stack: Stack;
-  server: RunningServer;
+export interface ReliabilityStack extends ServerStack {
   runner: JobRunner;
-  url: string;
-  close(): Promise<void>;
 }
 
+/** startServerStack with fast sd-cli steps, which also ends any sd-cli double left alive. */
 export async function startReliabilityStack(
-  options: {
-    ollama?: FakeOllamaOptions;
-    env?: Record<string, string>;
-    sdEnv?: Record<string, string>;
-    server?: Omit<StartServerOptions, "runner">;
-  } = {},
+  options: Parameters<typeof startServerStack>[0] & { server?: Omit<StartServerOptions, "runner"> } = {},
 ): Promise<ReliabilityStack> {
-  const stack = await startStack({ ollama: options.ollama, env: options.env, sdEnv: { ...fastSd, ...options.sdEnv } });
-  const runner = new JobRunner(stack.deps);
-  let server: RunningServer;
-  try {
-    server = await startServer(stack.deps, {
-      port: 0,
-      host: "127.0.0.1",
-      apiKey: undefined,
-      log: () => undefined,
-      shutdownGraceMs: 5_000,
-      ...options.server,
-      runner,
-    });
-  } catch (err) {
-    await stack.close();
-    throw err;
-  }
+  const s = await startServerStack({ ...options, sdEnv: { ...fastSd, ...options.sdEnv } });
   return {
-    stack,
-    server,
-    runner,
-    url: server.url,
+    ...s,
+    runner: s.server.runner,
     async close() {
-      await server.close();
+      await s.server.close();
       // A double still alive here is an orphan the assertions have reported already; do
       // not leave it running after the test.
-      for (const spawn of readSpawns(stack.gpuDir)) if (isAlive(spawn.pid)) killQuietly(spawn.pid);
-      await stack.close();
+      for (const spawn of readSpawns(s.stack.gpuDir)) if (isAlive(spawn.pid)) killQuietly(spawn.pid);
+      await s.stack.close();
     },
   };
 }
