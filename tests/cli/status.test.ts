@@ -6,6 +6,7 @@ import { execa } from "execa";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startFakeOllama, type FakeOllama } from "../fakes/ollama-server.js";
 import { startServerStack, type ServerStack } from "../server/harness.js";
+import { until } from "../helpers/until.js";
 import { diffugenCommand } from "./helpers/diffugen-command.js";
 
 /**
@@ -60,13 +61,6 @@ async function status(args: string[], env: Record<string, string> = {}) {
   });
 }
 
-async function until(condition: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe("diffugen status, with the server up", () => {
   it("shows the server, what is resident in VRAM, an empty queue, and the model files missing on the server", async () => {
@@ -96,13 +90,13 @@ describe("diffugen status, with the server up", () => {
       body: JSON.stringify({ prompt: "a red fox", size: "64x64", steps: 40 }),
     }).catch((e: unknown) => e);
     const scheduler = s.stack.deps.scheduler;
-    await until(() => scheduler.state().gpu.kind === "diffusion", "the first job to hold the GPU");
+    await until("the first job to hold the GPU", () => scheduler.state().gpu.kind === "diffusion");
     const waiting = fetch(`${url}/v1/images/generations`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ prompt: "a blue fox", size: "64x64", steps: 2, refine: false }),
     }).catch((e: unknown) => e);
-    await until(() => scheduler.state().queue.length === 1, "the second job to queue");
+    await until("the second job to queue", () => scheduler.state().queue.length === 1);
 
     const text = await status(["--url", url]);
     expect(text.exitCode, text.stderr).toBe(0);

@@ -5,7 +5,8 @@ import { readSpawns } from "../fakes/fake-gpu.mjs";
 import { callClient, type ClientName, type ClientResult } from "./helpers/clients.js";
 import { errorShapeProblem } from "./helpers/error-shapes.js";
 import { emptyFigures, recordFigures } from "./helpers/figures.js";
-import { LLM, soakFactor, startReliabilityStack, until, whenQuiet, type ReliabilityStack } from "./helpers/reliability-stack.js";
+import { until } from "../helpers/until.js";
+import { LLM, soakFactor, startReliabilityStack, whenQuiet, type ReliabilityStack } from "./helpers/reliability-stack.js";
 
 /**
  * Load: many clients of every dialect at once, a fifth of them hanging up at a random
@@ -149,10 +150,10 @@ describe("load", () => {
     const slow: Promise<ClientResult>[] = [];
     const state = () => s!.stack.deps.scheduler.state();
     slow.push(callClient(s.url, "images", { refine: false, extra: { steps: 20 }, signal: hangUp.signal }));
-    await until(() => state().gpu.kind === "diffusion", 10_000, "the first slow job to hold the GPU");
+    await until("the first slow job to hold the GPU", () => state().gpu.kind === "diffusion");
     for (let waiting = 1; waiting <= 2; waiting++) {
       slow.push(callClient(s.url, "images", { refine: false, extra: { steps: 20 }, signal: hangUp.signal }));
-      await until(() => state().queue.length >= waiting, 10_000, `${waiting} slow jobs to wait for the GPU`);
+      await until(`${waiting} slow jobs to wait for the GPU`, () => state().queue.length >= waiting);
     }
     for (const route of ["/v1/images/generations", "/generate"]) {
       const body = route === "/generate" ? { prompt: "a fox", width: 64, height: 64, steps: 2, refine: false } : { prompt: "a fox", size: "64x64", steps: 2, refine: false };

@@ -3,7 +3,8 @@ import { readSpawns } from "../fakes/fake-gpu.mjs";
 import type { FakeOllamaFault, FaultScope } from "../fakes/ollama-server.js";
 import { callClient, type ClientName, type ClientResult } from "./helpers/clients.js";
 import { emptyFigures, recordFigures } from "./helpers/figures.js";
-import { LLM, soakFactor, startReliabilityStack, until, whenQuiet, type ReliabilityStack } from "./helpers/reliability-stack.js";
+import { until } from "../helpers/until.js";
+import { LLM, soakFactor, startReliabilityStack, whenQuiet, type ReliabilityStack } from "./helpers/reliability-stack.js";
 
 /**
  * Ollama misbehaving every way REFERENCE.md §2 says it can: down, slow, the model missing
@@ -167,7 +168,7 @@ describe("Ollama faults: the picture from the user's own words, the GPU given ba
     const pending = Promise.all(
       (["images", "seed-stream", "graph-stream"] as const).map((client) => callClient(s!.url, client, { prompt, refine: false, extra: { steps: 4 } })),
     );
-    await until(() => readSpawns(s!.stack.gpuDir).length > 0, 10_000, "sd-cli to start");
+    await until("sd-cli to start", () => readSpawns(s!.stack.gpuDir).length > 0);
     await s.stack.ollama.setFault({ kind: "down" });
     const results = await pending;
     figures.requests += results.length;

@@ -4,6 +4,7 @@ import path from "node:path";
 import { APIError } from "openai";
 import { afterEach, describe, expect, it } from "vitest";
 import { readSpawns } from "../fakes/fake-gpu.mjs";
+import { until } from "../helpers/until.js";
 import { postJson, startServerStack, type ServerStack } from "./harness.js";
 
 let s: ServerStack | undefined;
@@ -30,13 +31,6 @@ function expectNothingRan(stack: ServerStack["stack"]) {
   expect(stack.ollama.stats.unload).toBe(0);
 }
 
-async function until(check: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const started = Date.now();
-  while (!check()) {
-    if (Date.now() - started > timeoutMs) throw new Error("timed out waiting");
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe("errors in OpenAI's shape, before anything runs", () => {
   it("400 with param and x-should-retry: false for bad values and types", async () => {
@@ -195,9 +189,9 @@ describe("errors in OpenAI's shape, before anything runs", () => {
     const first = new AbortController();
     const second = new AbortController();
     const a = fetch(`${s.url}/generate`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(slow), signal: first.signal }).catch(() => undefined);
-    await until(() => scheduler.state().gpu.kind === "diffusion" && readSpawns(s!.stack.gpuDir).length === 1);
+    await until("the first job to hold the GPU", () => scheduler.state().gpu.kind === "diffusion" && readSpawns(s!.stack.gpuDir).length === 1, 5_000);
     const b = fetch(`${s.url}/generate`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(slow), signal: second.signal }).catch(() => undefined);
-    await until(() => scheduler.state().queue.length === 1);
+    await until("the second job to queue", () => scheduler.state().queue.length === 1, 5_000);
 
     const err = await apiError(s.client.images.generate({ prompt: "a fox", size: "64x64" }));
     expect(err).toMatchObject({ status: 429, code: "queue_full" });

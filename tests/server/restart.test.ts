@@ -4,6 +4,7 @@ import { afterEach, beforeEach, expect, it } from "vitest";
 import { isAlive, readSpawns } from "../fakes/fake-gpu.mjs";
 import { startFakeBox, type FakeBox } from "../cli/helpers/fake-box.js";
 import { startServe, type ServeProcess } from "../cli/helpers/serve-process.js";
+import { until } from "../helpers/until.js";
 import { parseSse, postJson } from "./harness.js";
 
 /**
@@ -31,15 +32,6 @@ async function serve(): Promise<ServeProcess> {
   return server;
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 it("a job killed with its server is reported interrupted after the restart, and its files are not served", async () => {
   const first = await serve();
@@ -48,8 +40,10 @@ it("a job killed with its server is reported interrupted after the restart, and 
   const { id } = (await res.json()) as { id: string };
   // Mid-sampling, with a preview on disk.
   const outputs = box.outputDir;
-  const preview = await until("a preview file", async () =>
-    fs.existsSync(outputs) ? fs.readdirSync(outputs).find((f) => f.endsWith(".preview.png")) : undefined,
+  const preview = await until(
+    "a preview file",
+    () => (fs.existsSync(outputs) ? fs.readdirSync(outputs).find((f) => f.endsWith(".preview.png")) : undefined),
+    15_000,
   );
 
   // The box goes down hard: server and sd-cli both.

@@ -4,6 +4,7 @@ import type { StartServerOptions } from "../../../src/server/index.js";
 import { isAlive, readSpawns, readViolations } from "../../fakes/fake-gpu.mjs";
 import type { Stack } from "../../graph/harness.js";
 import { startServerStack, type ServerStack } from "../../server/harness.js";
+import { until } from "../../helpers/until.js";
 
 /**
  * The real server (port 0) in front of the graph harness's stack (fake Ollama, sd-cli
@@ -64,13 +65,6 @@ function killQuietly(pid: number): void {
   }
 }
 
-export async function until(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const started = Date.now();
-  while (!check()) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 export async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -106,7 +100,7 @@ export interface Quiet {
  * there in time (a stuck job).
  */
 export async function whenQuiet(s: ReliabilityStack, timeoutMs = 20_000): Promise<Quiet> {
-  await until(() => s.runner.activeJobs === 0, timeoutMs, `every job to end (${s.runner.activeJobs} still active)`);
+  await until(`every job to end (${s.runner.activeJobs} still active)`, () => s.runner.activeJobs === 0, timeoutMs);
   await withTimeout(s.stack.deps.scheduler.whenSettled(), timeoutMs, "the GPU scheduler to settle");
   // A double that was just killed may take a moment to be gone from the process table.
   const deadline = Date.now() + 3_000;
