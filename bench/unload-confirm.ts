@@ -1,8 +1,8 @@
 /**
  * How long from asking Ollama to unload the LLM until we know it is gone. Ollama's unload
- * call returns before the model leaves /api/ps (REFERENCE.md §2), so OllamaControl polls
+ * call returns before the model leaves /api/ps (REFERENCE.md §2), so OllamaResidency polls
  * /api/ps (50 ms, then doubling to at most 100 ms) until the model is no longer listed;
- * only then may sd-cli start. The real OllamaControl, with the product's defaults (what
+ * only then may sd-cli start. The real OllamaResidency, with the product's defaults (what
  * the server builds), unloads the LLM from the fake Ollama with its linger set like the
  * real one: 200 ms usually, up to ~5 s when Ollama waits for the VRAM (lib/ollama-timing.ts),
  * and 1 s in between.
@@ -22,7 +22,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { loadConfig } from "../src/config/index.js";
-import { OllamaControl, silentLlmLogger } from "../src/llm/index.js";
+import { OllamaResidency, silentLlmLogger } from "../src/llm/index.js";
 import { startFakeOllama } from "../tests/fakes/ollama-server.js";
 import { realOllama, slowUnloadLingerMs } from "./lib/ollama-timing.js";
 import { LLM_MODEL, watchDrops } from "./lib/server-stack.js";
@@ -48,8 +48,8 @@ async function measure(lingerMs: number, samples: number): Promise<UnloadConfirm
   const drops: number[] = [];
   const watch = watchDrops(root, drops);
   const config = loadConfig({ OLLAMA_BASE_URL: ollama.url, LLM_MODEL, UNLOAD_TIMEOUT_S: "30", LOG_LEVEL: "warn" });
-  // The server's OllamaControl (createDiffugenDeps): product defaults, no nvidia-smi here.
-  const control = new OllamaControl(config.llm, { logger: silentLlmLogger, env: { PATH: "" } });
+  // The server's OllamaResidency (createDiffugenDeps): product defaults, no nvidia-smi here.
+  const control = new OllamaResidency(config.llm, { logger: silentLlmLogger, env: { PATH: "" } });
   const total: number[] = [];
   const beyond: number[] = [];
   const dropToConfirmed: number[] = [];
@@ -104,7 +104,7 @@ export async function run(): Promise<UnloadConfirmResult> {
 }
 
 export function printTable(r: UnloadConfirmResult): void {
-  console.log(`unload confirm: unload request → /api/ps confirmed empty (OllamaControl polls ${r.poll.initialMs} ms doubling to ${r.poll.maxMs} ms)`);
+  console.log(`unload confirm: unload request → /api/ps confirmed empty (OllamaResidency polls ${r.poll.initialMs} ms doubling to ${r.poll.maxMs} ms)`);
   printRows([
     ["linger", "n", "unload→confirmed p50", "p99", "beyond linger p50", "p99", "drop→confirmed p50", "p99", "polls"],
     ...r.rows.map((row) => [

@@ -1,11 +1,12 @@
 import { END, START, StateGraph } from "@langchain/langgraph";
 import { z } from "zod";
-import type { DiffugenContext } from "./diffugen/dependencies.js";
 import { diffuse } from "./diffugen/nodes/diffuse.js";
 import { refine } from "./diffugen/nodes/refine.js";
 import { reload } from "./diffugen/nodes/reload.js";
 import { reply } from "./diffugen/nodes/reply.js";
 import { unload } from "./diffugen/nodes/unload.js";
+import type { DiffugenDeps } from "./diffugen/dependencies.js";
+import type { LeaseSlot } from "./diffugen/run-context.js";
 import { DiffugenState, type DiffugenStateValue } from "./diffugen/state.js";
 
 /**
@@ -15,7 +16,9 @@ import { DiffugenState, type DiffugenStateValue } from "./diffugen/state.js";
  *                 ↘ reply → END            (chat, when the user did not ask for a picture)
  *
  * Nodes are thin: they call the refiner, the GPU scheduler and the sd.cpp runner in src/.
- * Progress leaves through the custom stream as the one ProgressEvent type.
+ * Progress leaves through the custom stream as the one ProgressEvent type. Every run is
+ * given a run context (diffugen/run-context.ts): the capabilities, the run's signal and its
+ * GPU lease.
  */
 
 /** After refine: answer in words, draw, or stop at a request that cannot be drawn. */
@@ -29,7 +32,8 @@ export function routeAfterUnload(state: DiffugenStateValue): "diffuse" | typeof 
   return state.error ? END : "diffuse";
 }
 
-const contextSchema = z.object({ deps: z.custom<DiffugenContext["deps"]>().optional() });
+/** The run context (diffugen/run-context.ts): live objects, so only their types are declared. */
+const contextSchema = z.object({ deps: z.custom<DiffugenDeps>(), signal: z.custom<AbortSignal>(), lease: z.custom<LeaseSlot>() });
 
 export const builder = new StateGraph(DiffugenState, contextSchema)
   .addNode("refine", refine)
@@ -45,9 +49,6 @@ export const builder = new StateGraph(DiffugenState, contextSchema)
   .addEdge("diffuse", "reload")
   .addEdge("reload", END);
 
-/**
- * The graph langgraph.json names. Runs without a `context.deps` (LangGraph Studio) use the
- * process-wide capabilities built from the environment on first use.
- */
+/** The compiled graph. Callers pass a run context; LangGraph Studio runs graphs/studio.ts's. */
 export const graph = builder.compile();
 graph.name = "diffugen";

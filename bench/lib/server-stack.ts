@@ -1,40 +1,29 @@
 /**
  * The real HTTP server (startServer) in front of the real stack (JobRunner, graph, GPU
- * scheduler, OllamaControl, PromptRefiner, sd runner), wired to the doubles: the fake
+ * scheduler, OllamaResidency, PromptRefiner, sd runner), built by bootstrap exactly as
+ * `diffugen serve` builds it and wired to the doubles by tests/helpers/stack.ts: the fake
  * Ollama in this process, the sd-cli double as a child process, sharing one simulated GPU.
  *
- * Unlike the tests' harnesses, OllamaControl keeps the product's /api/ps polling (50 ms
- * doubling to 100 ms): what it costs is one of the figures. nvidia-smi is hidden from it
- * (PATH empty for that lookup), as there is no GPU here.
+ * Unlike the tests, it runs with the product's timing (`timing: "product"`): OllamaResidency
+ * keeps the product's /api/ps polling (50 ms doubling to 100 ms), as what it costs is one of
+ * the figures, and the LLM timeouts are the product's. nvidia-smi is hidden from it (PATH
+ * empty for that lookup), as there is no GPU here.
  *
  * The scheduler's log is kept with the shared clock (stats.ts epochNow), so a bench can
  * tell when the LLM was unloaded, the GPU granted to sd-cli, and the LLM back.
  */
 import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { createDiffugenDeps, type DiffugenDeps } from "../../graphs/diffugen/dependencies.js";
-import { loadConfig } from "../../src/config/index.js";
-import { GpuScheduler } from "../../src/gpu/index.js";
-import { JobRunner } from "../../src/jobs/index.js";
-import { OllamaControl, PromptRefiner, silentLlmLogger } from "../../src/llm/index.js";
-import { startServer, type RunningServer } from "../../src/server/index.js";
+import type { DiffugenDeps } from "../../graphs/diffugen/dependencies.js";
+import type { JobRunner } from "../../src/jobs/index.js";
+import type { RunningServer } from "../../src/server/index.js";
 import { readViolations, residentModels } from "../../tests/fakes/fake-gpu.mjs";
-import { startFakeOllama, type FakeOllama, type FakeOllamaOptions } from "../../tests/fakes/ollama-server.js";
+import type { FakeOllama, FakeOllamaOptions } from "../../tests/fakes/ollama-server.js";
+import { startStack, type GpuLogLine } from "../../tests/helpers/stack.js";
 import { epochNow } from "./stats.js";
 
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-export const sdCliDouble = path.join(repoRoot, "tests/fakes/sd-cli.mjs");
-export const LLM_MODEL = "qwen2.5:3b";
-/** The file the built-in `sd15` entry needs in MODELS_DIR (the double ignores its content). */
-export const SD15_FILE = "v1-5-pruned-emaonly.safetensors";
+export { LLM_MODEL, repoRoot, SD15_FILE, sdCliDouble } from "../../tests/helpers/stack.js";
 
-export interface SchedulerLogLine {
-  at: number;
-  message: string;
-  fields: Record<string, unknown>;
-}
+export type SchedulerLogLine = GpuLogLine;
 
 export interface BenchServer {
   url: string;
@@ -44,7 +33,7 @@ export interface BenchServer {
   ollama: FakeOllama;
   gpuDir: string;
   root: string;
-  /** Every scheduler log line since start (or the last clearLog), on the epochNow clock. */
+  /** Every scheduler log line since start, on the epochNow clock. */
   log: SchedulerLogLine[];
   /** Times (epochNow) when the LLM actually left the fake's /api/ps, after its linger. */
   drops: number[];
@@ -55,7 +44,7 @@ export interface BenchServer {
 }
 
 export interface BenchServerOptions {
-  ollama?: FakeOllamaOptions;
+  ollama?: Omit<FakeOllamaOptions, "gpuDir">;
   /** sd-cli double knobs (FAKE_SD_*). */
   sdEnv?: Record<string, string>;
   /** Extra service variables (MAX_QUEUE...). */
@@ -64,79 +53,40 @@ export interface BenchServerOptions {
 }
 
 export async function startBenchServer(options: BenchServerOptions = {}): Promise<BenchServer> {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), "diffugen-bench-"));
-  const modelsDir = path.join(root, "models");
-  const outputDir = path.join(root, "outputs");
-  const gpuDir = path.join(root, "gpu");
-  for (const dir of [modelsDir, outputDir, gpuDir]) fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(modelsDir, SD15_FILE), "");
-
-  const ollama = await startFakeOllama({ installed: [LLM_MODEL], resident: [LLM_MODEL], gpuDir, ...options.ollama });
-  const config = loadConfig({
-    SD_CPP_BIN: sdCliDouble,
-    MODELS_DIR: modelsDir,
-    OUTPUT_DIR: outputDir,
-    DATA_DIR: path.join(root, "data"),
-    OLLAMA_BASE_URL: ollama.url,
-    LLM_MODEL,
-    DEFAULT_IMAGE_MODEL: "sd15",
-    MAX_QUEUE: "64",
-    LOG_LEVEL: "warn",
-    ...options.env,
-  });
-  const log: SchedulerLogLine[] = [];
-  const scheduler = new GpuScheduler({
-    llm: new OllamaControl(config.llm, { logger: silentLlmLogger, env: { PATH: "" } }),
-    maxQueue: config.gpu.maxQueue,
-    maxBatch: config.gpu.maxBatch,
-    log: (message, fields) => log.push({ at: epochNow(), message, fields }),
-  });
-  const deps = createDiffugenDeps(config, {
-    scheduler,
-    refiner: new PromptRefiner(config.llm, { logger: silentLlmLogger }),
-    sdEnv: { FAKE_GPU_DIR: gpuDir, ...options.sdEnv },
-  });
-  const runner = new JobRunner(deps);
-  const drops: number[] = [];
-  const watch = watchDrops(gpuDir, drops);
-  let server: RunningServer;
-  try {
-    server = await startServer(deps, {
-      runner,
-      port: 0,
-      host: "127.0.0.1",
+  const stack = await startStack({
+    prefix: "diffugen-bench-",
+    timing: "product",
+    clock: epochNow,
+    ollama: options.ollama,
+    sdEnv: options.sdEnv,
+    env: { MAX_QUEUE: "64", LOG_LEVEL: "warn", ...options.env },
+    server: {
       apiKey: options.apiKey,
       log: (message) => process.stderr.write(`server: ${message}\n`),
       shutdownGraceMs: 5_000,
-    });
-  } catch (err) {
-    watch.close();
-    await scheduler.close();
-    await ollama.close();
-    fs.rmSync(root, { recursive: true, force: true });
-    throw err;
-  }
+    },
+  });
+  const drops: number[] = [];
+  const watch = watchDrops(stack.gpuDir, drops);
+  const { deps, runner } = stack;
   return {
-    url: server.url,
+    url: stack.url,
     deps,
     runner,
-    server,
-    ollama,
-    gpuDir,
-    root,
-    log,
+    server: stack.server,
+    ollama: stack.ollama,
+    gpuDir: stack.gpuDir,
+    root: stack.root,
+    log: stack.gpuLog,
     drops,
     async settle() {
-      await scheduler.whenSettled();
+      await deps.scheduler.whenSettled();
       await runner.whenIdle();
     },
-    violations: () => readViolations(gpuDir).length,
+    violations: () => readViolations(stack.gpuDir).length,
     async close() {
       watch.close();
-      await server.close();
-      await scheduler.close();
-      await ollama.close();
-      fs.rmSync(root, { recursive: true, force: true });
+      await stack.close();
     },
   };
 }

@@ -1,38 +1,38 @@
 import type { LangGraphRunnableConfig, Runtime } from "@langchain/langgraph";
 import { progressIn, type Phase } from "../../src/events/progress-event.js";
-import { depsOf, type DiffugenContext, type DiffugenDeps } from "./dependencies.js";
-import { LeaseBook } from "./lease-book.js";
+import type { DiffugenDeps } from "./dependencies.js";
 import { progressWriter, type EmitProgress } from "./progress.js";
+import { isRunContext, type DiffugenRunContext, type LeaseSlot } from "./run-context.js";
 import { toRunError } from "./run-error.js";
 import type { DiffugenStateUpdate, DiffugenStateValue, RunError } from "./state.js";
 
 /** What every node gets from LangGraph: the run context, the custom-stream writer, signals. */
-export type NodeRuntime = Runtime<DiffugenContext> & LangGraphRunnableConfig;
+export type NodeRuntime = Runtime<DiffugenRunContext> & LangGraphRunnableConfig;
 
 export interface NodeKit {
   deps: DiffugenDeps;
   emit: EmitProgress;
   jobId: string;
-  /** Aborts when the run is cancelled (also after this node ends, unlike runtime.signal). */
-  runSignal: AbortSignal | undefined;
+  /** This run's diffusion lease (run-context.ts). */
+  lease: LeaseSlot;
   /** `timings` with this node's duration added. */
   timed(): Record<string, number>;
   /** Records a failure: emits the error event and returns the state update for it. */
   fail(err: unknown, phase?: Phase): DiffugenStateUpdate;
+  /** Rethrows when the run was cancelled: a cancelled run ends, it is not a failure to record. */
+  throwIfCancelled(): void;
 }
 
-/** One lease book for the process: job ids are unique, and a lease outlives the node that took it. */
-export const leaseBook = new LeaseBook();
-
 export function nodeKit(node: string, state: DiffugenStateValue, runtime: NodeRuntime): NodeKit {
+  const run = runContextOf(runtime);
   const started = Date.now();
   const emit = progressWriter(runtime);
   const timed = () => ({ ...state.timings, [node]: Date.now() - started });
   return {
-    deps: depsOf(runtime),
+    deps: run.deps,
     emit,
     jobId: state.jobId ?? "unknown-job",
-    runSignal: runSignalOf(runtime),
+    lease: run.lease,
     timed,
     fail(err, phase = "error") {
       const error: RunError = toRunError(err, node);
@@ -46,22 +46,16 @@ export function nodeKit(node: string, state: DiffugenStateValue, runtime: NodeRu
       });
       return { error, timings: timed() };
     },
+    throwIfCancelled() {
+      if (run.signal.aborted) throw run.signal.reason;
+    },
   };
 }
 
-/**
- * The signal of the whole run. `runtime.signal` is the node's own and is detached when the
- * node returns, so it cannot guard something (a GPU lease) that spans nodes. LangGraph
- * keeps the run's external signal under this configurable key (pregel/runner.js); tests
- * in tests/unit/graphs pin that behaviour down, so an upgrade that moves it is caught.
- */
-function runSignalOf(runtime: NodeRuntime): AbortSignal | undefined {
-  const signals = runtime.configurable?.["__pregel_abort_signals"] as { externalAbortSignal?: AbortSignal } | undefined;
-  return signals?.externalAbortSignal ?? runtime.signal;
-}
-
-/** Rethrows when the run was cancelled: a cancelled run ends, it is not a failure to record. */
-export function throwIfCancelled(runtime: NodeRuntime): void {
-  const signal = runSignalOf(runtime);
-  if (signal?.aborted) throw signal.reason;
+function runContextOf(runtime: NodeRuntime): DiffugenRunContext {
+  const context: unknown = runtime.context;
+  if (isRunContext(context)) return context;
+  // Every entry point makes one (src/bootstrap, graphs/studio.ts): a run without it could
+  // not keep its GPU lease between nodes.
+  throw new Error("the DiffuGen graph runs only with a run context: pass createRunContext(deps, signal) as `context`");
 }

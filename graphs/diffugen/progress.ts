@@ -1,6 +1,7 @@
 import type { LangGraphRunnableConfig } from "@langchain/langgraph";
-import { describeSdEvent, type SdEvent, type SdPhase } from "../../src/diffusion/index.js";
+import { describeSdEvent, fractionOfPhase, type SdEvent } from "../../src/diffusion/index.js";
 import { progressIn, type Phase, type ProgressEvent, type StepInfo } from "../../src/events/progress-event.js";
+import type { GenerationParams } from "../../src/diffusion/index.js";
 import type { GpuEvent } from "../../src/gpu/index.js";
 
 /**
@@ -23,17 +24,16 @@ export function warning(phase: Phase, text: string): ProgressEvent {
   return { kind: "warning", phase, progress: progressIn(phase), message: text, warning: text, at: Date.now() };
 }
 
-/** sd-cli reports its own progress 0..1 in bands (sd-events.ts); this maps it into ours. */
-const sdBands: Record<SdPhase, readonly [number, number]> = {
-  loading_model: [0, 0.1],
-  sampling: [0.1, 0.9],
-  decoding: [0.9, 0.97],
-  saving: [0.97, 1],
-};
+/** The run will draw with these: the one event that tells every dialect the model and parameters. */
+export function drawingWith(model: string, params: GenerationParams): ProgressEvent {
+  const { initImage: _serverPath, ...shown } = params;
+  const message = `Drawing with ${model}: ${params.width}×${params.height}, ${params.steps} steps, seed ${params.seed}`;
+  return { ...status("refining", message, 1), kind: "params", model, params: shown };
+}
 
+/** sd-cli reports its own progress 0..1 in bands (sd-events.ts); this maps it into ours. */
 function overall(event: SdEvent): number {
-  const [from, to] = sdBands[event.phase];
-  return progressIn(event.phase, (event.progress - from) / (to - from));
+  return progressIn(event.phase, fractionOfPhase(event));
 }
 
 /** The product event for one sd-cli event, or undefined when it is not worth showing. */

@@ -1,53 +1,52 @@
 import fs from "node:fs";
 import path from "node:path";
-import type { Command } from "commander";
-import { builder } from "../../graphs/diffugen.js";
-import { createOwnedDeps } from "../../graphs/diffugen/dependencies.js";
+import { Option, type Command } from "commander";
+import { graph } from "../../graphs/diffugen.js";
+import { createRunContext } from "../../graphs/diffugen/run-context.js";
 import type { DiffugenStateValue } from "../../graphs/diffugen/state.js";
+import { bootstrap } from "../bootstrap/index.js";
 import type { Config } from "../config/index.js";
 import { parseGenerationRequest, type GenerationRequest } from "../diffusion/index.js";
 import type { ProgressEvent } from "../events/progress-event.js";
 import { createProgressDisplay } from "./progress-display.js";
 import { interruptSignal } from "./interrupt.js";
 
-interface GenerateOptions {
-  model?: string;
-  steps?: string;
-  width?: string;
-  height?: string;
-  cfgScale?: string;
-  guidance?: string;
-  seed?: string;
-  sampler?: string;
-  scheduler?: string;
-  negative?: string;
-  batch?: string;
-  initImage?: string;
-  strength?: string;
-  vaeTiling?: boolean;
+/**
+ * Every generation flag, once: commander's option, its help, and the request field it
+ * fills (src/diffusion/generation-request.ts checks the value and names that field).
+ */
+const generationFlags: readonly { flags: string; help: string; field: keyof GenerationRequest }[] = [
+  { flags: "-m, --model <name>", help: "image model (registry name or alias)", field: "model" },
+  { flags: "--steps <n>", help: "sampling steps", field: "steps" },
+  { flags: "-W, --width <px>", help: "width, a multiple of 64", field: "width" },
+  { flags: "-H, --height <px>", help: "height, a multiple of 64", field: "height" },
+  { flags: "--cfg-scale <x>", help: "classifier-free guidance scale", field: "cfgScale" },
+  { flags: "--guidance <x>", help: "distilled guidance (Flux)", field: "guidance" },
+  { flags: "-s, --seed <n>", help: "seed (-1 for random)", field: "seed" },
+  { flags: "--sampler <name>", help: "sampling method (euler, euler_a, dpm++2m, ...)", field: "samplingMethod" },
+  { flags: "--scheduler <name>", help: "scheduler (discrete, karras, ...)", field: "scheduler" },
+  { flags: "-n, --negative <text>", help: "negative prompt", field: "negativePrompt" },
+  { flags: "-b, --batch <n>", help: "number of images", field: "batchCount" },
+  { flags: "-i, --init-image <file>", help: "img2img: start from this image", field: "initImage" },
+  { flags: "--strength <x>", help: "img2img strength, 0-1", field: "strength" },
+  { flags: "--vae-tiling", help: "decode in tiles (less VRAM)", field: "vaeTiling" },
+  { flags: "--clip-skip <n>", help: "CLIP layers to skip (1 = none; default: by model family)", field: "clipSkip" },
+];
+
+const generationOptions = generationFlags.map((flag) => ({ option: new Option(flag.flags, flag.help), field: flag.field }));
+
+interface GenerateOptions extends Record<string, unknown> {
   refine: boolean;
   out?: string;
 }
 
 export function registerGenerateCommand(program: Command, loadConfig: () => Config): void {
-  program
+  const command = program
     .command("generate")
     .description("draw one picture: refine the prompt with the LLM, unload it, run sd.cpp, reload it")
-    .argument("<prompt>", "what to draw (LoRA tags like <lora:name:0.8> and (emphasis:1.2) are kept)")
-    .option("-m, --model <name>", "image model (registry name or alias)")
-    .option("--steps <n>", "sampling steps")
-    .option("-W, --width <px>", "width, a multiple of 64")
-    .option("-H, --height <px>", "height, a multiple of 64")
-    .option("--cfg-scale <x>", "classifier-free guidance scale")
-    .option("--guidance <x>", "distilled guidance (Flux)")
-    .option("-s, --seed <n>", "seed (-1 for random)")
-    .option("--sampler <name>", "sampling method (euler, euler_a, dpm++2m, ...)")
-    .option("--scheduler <name>", "scheduler (discrete, karras, ...)")
-    .option("-n, --negative <text>", "negative prompt")
-    .option("-b, --batch <n>", "number of images")
-    .option("-i, --init-image <file>", "img2img: start from this image")
-    .option("--strength <x>", "img2img strength, 0-1")
-    .option("--vae-tiling", "decode in tiles (less VRAM)")
+    .argument("<prompt>", "what to draw (LoRA tags like <lora:name:0.8> and (emphasis:1.2) are kept)");
+  for (const { option } of generationOptions) command.addOption(option);
+  command
     .option("--no-refine", "use the prompt as written, without the LLM")
     .option("-o, --out <file>", "where to save the image (a batch gets _0, _1, ...)")
     .action(async (prompt: string, options: GenerateOptions) => {
@@ -63,16 +62,15 @@ async function generate(prompt: string, options: GenerateOptions, config: Config
     process.stderr.write(`diffugen: ${(err as Error).message}\n`);
     return 2;
   }
-  const deps = createOwnedDeps(config, "diffugen generate");
+  const app = bootstrap(config, "generate");
   const display = createProgressDisplay();
   const interrupt = interruptSignal();
 
   let state: DiffugenStateValue | undefined;
   try {
-    const graph = builder.compile();
     const stream = await graph.stream(
       { request, refinePrompt: options.refine },
-      { streamMode: ["custom", "values"], signal: interrupt.signal, context: { deps } },
+      { streamMode: ["custom", "values"], signal: interrupt.signal, context: createRunContext(app.deps, interrupt.signal) },
     );
     for await (const [mode, chunk] of stream) {
       if (mode === "custom") display.update(chunk as ProgressEvent);
@@ -85,7 +83,7 @@ async function generate(prompt: string, options: GenerateOptions, config: Config
   } finally {
     interrupt.dispose();
     // Waits for the LLM to be back before the process exits.
-    await deps.scheduler.close();
+    await app.close();
   }
   display.stop();
   return report(state, options.out);
@@ -93,25 +91,13 @@ async function generate(prompt: string, options: GenerateOptions, config: Config
 
 const usageErrors = new Set(["invalid_request", "model_not_found"]);
 
-function requestFrom(prompt: string, o: GenerateOptions): Record<string, unknown> {
-  const request: Record<string, unknown> = {
-    prompt,
-    model: o.model,
-    negativePrompt: o.negative,
-    width: o.width,
-    height: o.height,
-    steps: o.steps,
-    cfgScale: o.cfgScale,
-    guidance: o.guidance,
-    seed: o.seed,
-    samplingMethod: o.sampler,
-    scheduler: o.scheduler,
-    batchCount: o.batch,
-    initImage: o.initImage,
-    strength: o.strength,
-    vaeTiling: o.vaeTiling,
-  };
-  return Object.fromEntries(Object.entries(request).filter(([, v]) => v !== undefined));
+function requestFrom(prompt: string, options: GenerateOptions): Record<string, unknown> {
+  const request: Record<string, unknown> = { prompt };
+  for (const { option, field } of generationOptions) {
+    const value = options[option.attributeName()];
+    if (value !== undefined) request[field] = value;
+  }
+  return request;
 }
 
 function report(state: DiffugenStateValue | undefined, out: string | undefined): number {

@@ -53,7 +53,8 @@ class BarDisplay implements ProgressDisplay {
       this.multibar.log(`warning: ${event.warning}\n`);
       return;
     }
-    if (event.phase === "complete" || event.phase === "error" || event.kind === "preview") return;
+    // The parameters are printed with the saved file; previews are for image UIs.
+    if (event.phase === "complete" || event.phase === "error" || event.kind === "preview" || event.kind === "params") return;
     const step = event.kind === "status" ? event.step : undefined;
     const total = step?.total ?? 1;
     if (this.current?.phase !== event.phase) {
@@ -88,7 +89,7 @@ class LineDisplay implements ProgressDisplay {
   constructor(private readonly stream: NodeJS.WriteStream) {}
 
   update(event: ProgressEvent): void {
-    if (event.kind === "preview") return;
+    if (event.kind === "preview" || event.kind === "params") return;
     const step = event.kind === "status" ? event.step : undefined;
     if (event.kind === "warning") this.stream.write(`warning: ${event.warning}\n`);
     else if (step) this.stream.write(`${labels[event.phase]} ${stepDetail(step)}\n`);

@@ -1,7 +1,6 @@
 import type { Command } from "commander";
-import { createDiffugenDeps, setProcessWideDeps } from "../../graphs/diffugen/dependencies.js";
+import { bootstrap } from "../bootstrap/index.js";
 import type { Config } from "../config/index.js";
-import { acquireGpuOwnerLock } from "../gpu/index.js";
 import { loadServerOptions, startServer, type RunningServer } from "../server/index.js";
 
 /**
@@ -24,13 +23,11 @@ export function registerServeCommand(program: Command, loadConfig: () => Config)
       const config = loadConfig();
       const { shutdownGraceMs } = loadServerOptions(); // a bad server variable stops us before we own the GPU
       // This process becomes the GPU's one owner; a second DiffuGen process is refused.
-      const lock = acquireGpuOwnerLock(config.dataDir, "diffugen serve");
-      const deps = createDiffugenDeps(config);
-      setProcessWideDeps(deps);
+      const app = bootstrap(config, "serve");
       // Signals are handled from before the server listens: a service manager may stop us
       // the moment we are up (or while we start), and the default would leave no time to clean up.
       const say = (message: string) => process.stdout.write(`${message}\n`);
-      const starting = startServer(deps, {
+      const starting = startServer(app.runner, {
         port: options.port === undefined ? undefined : Number(options.port),
         host: options.host,
       });
@@ -52,8 +49,7 @@ export function registerServeCommand(program: Command, loadConfig: () => Config)
         try {
           const server = await starting;
           await server.close({ onStep: say });
-          await deps.scheduler.close();
-          lock.release();
+          await app.close();
           say("stopped");
           process.exit(0);
         } catch (err) {

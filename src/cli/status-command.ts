@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { z } from "zod";
 import type { Config } from "../config/index.js";
-import { OllamaControl, silentLlmLogger, type ResidentModel } from "../llm/index.js";
+import { OllamaProbe, type ResidentModel } from "../llm/index.js";
 import { ModelRegistry } from "../models/index.js";
 import { loadServerOptions } from "../server/index.js";
 import { formatBytes } from "../setup/index.js";
@@ -152,8 +152,8 @@ async function status(config: Config, options: StatusOptions): Promise<number> {
 
   let direct: Report["direct"];
   if (!server.reachable) {
-    // Only the read-only calls of the control plane: status never loads or unloads anything.
-    const ollama = new OllamaControl(config.llm, { logger: silentLlmLogger, requestTimeoutMs: 3_000 });
+    // A read-only probe: status never loads or unloads anything.
+    const ollama = new OllamaProbe(config.llm, { requestTimeoutMs: 3_000 });
     const [resident, freeVramMiB] = await Promise.all([
       ollama.listResident().then(
         (models) => ({ reachable: true, resident: models }),

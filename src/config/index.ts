@@ -1,1 +1,2 @@
 export { loadConfig, ConfigError, type Config } from "./config.js";
+export { locateExecutable } from "./locate-executable.js";

@@ -2,14 +2,9 @@ import { existsSync, statSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { Config } from "../config/index.js";
-import type { ModelRegistry } from "../models/index.js";
+import type { ModelFile } from "../models/index.js";
 import { InvalidGenerationParamsError } from "./errors.js";
-import {
-  resolveGenerationParams,
-  type GenerationParams,
-  type GenerationRequest,
-  type ResolveOptions,
-} from "./generation-request.js";
+import type { GenerationParams } from "./generation-request.js";
 import { loraFileExtensions } from "./lora-tags.js";
 import { batchOutputPaths, newOutputPath, previewPathFor } from "./output-paths.js";
 import type { PreviewMode } from "./sampling-options.js";
@@ -17,12 +12,9 @@ import { buildSdArgs } from "./sd-args.js";
 import type { SdEvent } from "./sd-events.js";
 import { runSdCli, type SdImage, type SdTimings } from "./sd-runner.js";
 
-export interface GenerateImagesDeps {
-  config: Pick<Config, "sd">;
-  registry: ModelRegistry;
-}
-
 export interface GenerateImagesOptions {
+  /** SD_CPP_BIN, OUTPUT_DIR, SD_LORA_DIR, threads, extra args, the timeout. */
+  sd: Config["sd"];
   /** Client gone, cancel, shutdown: ends sd-cli and rejects with SdAbortedError. */
   signal?: AbortSignal | undefined;
   onEvent?: ((event: SdEvent) => void) | undefined;
@@ -37,15 +29,10 @@ export interface GenerateImagesOptions {
   /** Overrides GENERATION_TIMEOUT_S for this call. */
   timeoutMs?: number | undefined;
   killGraceMs?: number | undefined;
-  randomSeed?: ResolveOptions["randomSeed"];
 }
 
 export interface GenerationResult {
   images: SdImage[];
-  /** The registry name of the model used (not the alias asked for). */
-  model: string;
-  /** Every value the generation used, the real seed included. */
-  params: GenerationParams;
   /** The exact command line: the binary and its arguments. */
   argv: string[];
   seeds: number[];
@@ -53,23 +40,22 @@ export interface GenerationResult {
 }
 
 /**
- * One request → images on disk. Everything that can be checked is checked before
- * anything is spawned (the request, the model, its files, the init image, LoRAs), so a
- * bad request costs no GPU time and leaves nothing behind.
+ * Resolved parameters → images on disk, with the model's `files` (ModelRegistry's
+ * assertFilesPresent). The parameters were checked when the request was admitted; what
+ * is checked here is what lives on disk and can change meanwhile (the init image, LoRA
+ * files), before anything is spawned, so a bad request costs no GPU time and leaves
+ * nothing behind.
  */
 export async function generateImages(
-  request: GenerationRequest,
-  deps: GenerateImagesDeps,
-  options: GenerateImagesOptions = {},
+  params: GenerationParams,
+  files: readonly ModelFile[],
+  options: GenerateImagesOptions,
 ): Promise<GenerationResult> {
-  const { config, registry } = deps;
-  const entry = registry.resolve(requestedModel(request));
-  const params = resolveGenerationParams(request, entry, { randomSeed: options.randomSeed });
-  const files = registry.assertFilesPresent(entry);
+  const sd = options.sd;
   if (params.initImage !== undefined && !isFile(params.initImage)) {
     throw new InvalidGenerationParamsError("initImage", `init image not found: ${params.initImage}`);
   }
-  const loraDir = config.sd.loraDir;
+  const loraDir = sd.loraDir;
   if (params.loras.length > 0 && loraDir) {
     for (const lora of params.loras) {
       if (!loraFileExtensions.some((ext) => isFile(path.join(loraDir, lora.name + ext)))) {
@@ -78,7 +64,7 @@ export async function generateImages(
     }
   }
 
-  const outputDir = path.resolve(options.outputDir ?? config.sd.outputDir);
+  const outputDir = path.resolve(options.outputDir ?? sd.outputDir);
   await mkdir(outputDir, { recursive: true });
   const outputPath = newOutputPath(outputDir, new Date(), options.outputTag);
   const previewPath = options.preview ? previewPathFor(outputPath) : undefined;
@@ -86,19 +72,19 @@ export async function generateImages(
     outputPath,
     previewPath,
     previewMode: options.preview,
-    threads: config.sd.threads,
-    extraArgs: config.sd.extraArgs,
+    threads: sd.threads,
+    extraArgs: sd.extraArgs,
     loraDir,
   });
 
   const run = await runSdCli({
-    bin: config.sd.bin,
+    bin: sd.bin,
     args,
     outputPaths: batchOutputPaths(outputPath, params.batchCount),
     previewPath,
     cwd: outputDir,
     env: options.env,
-    timeoutMs: options.timeoutMs ?? config.sd.timeoutMs,
+    timeoutMs: options.timeoutMs ?? sd.timeoutMs,
     killGraceMs: options.killGraceMs,
     signal: options.signal,
     onEvent: options.onEvent,
@@ -106,22 +92,10 @@ export async function generateImages(
   });
   return {
     images: run.images,
-    model: entry.name,
-    params,
-    argv: [config.sd.bin, ...args],
+    argv: [sd.bin, ...args],
     seeds: run.seeds,
     timings: run.timings,
   };
-}
-
-/** The model name, read before full validation so its errors name the model first. */
-function requestedModel(request: GenerationRequest): string | undefined {
-  const model = (request as { model?: unknown } | null)?.model;
-  if (model === undefined) return undefined;
-  if (typeof model !== "string" || model.trim() === "") {
-    throw new InvalidGenerationParamsError("model", "model must be a model name");
-  }
-  return model;
 }
 
 function isFile(file: string): boolean {

@@ -65,6 +65,8 @@ export const generationRequestSchema = z.strictObject({
   /** img2img: how far to move away from the init image (0 = keep, 1 = ignore it). */
   strength: numeric(z.number().min(0).max(1)).optional(),
   vaeTiling: flag().optional(),
+  /** CLIP layers to skip from the end (1 = none); absent: the model family's own choice. */
+  clipSkip: numeric(z.number().int({ error: "clipSkip must be a whole number" }).min(1).max(12)).optional(),
 });
 
 export type GenerationRequest = z.output<typeof generationRequestSchema>;
@@ -91,6 +93,8 @@ export interface GenerationParams {
   /** img2img only. */
   strength: number | undefined;
   vaeTiling: boolean;
+  /** Undefined: sd.cpp decides by model family (1 for SD 1.x, 2 for SD 2.x). */
+  clipSkip: number | undefined;
   /** LoRAs named in the prompt. */
   loras: LoraTag[];
 }
@@ -178,6 +182,7 @@ export function resolveGenerationParams(
     // strength means nothing without an init image; sd-cli's own default is 0.75.
     strength: req.initImage === undefined ? undefined : (req.strength ?? 0.75),
     vaeTiling: req.vaeTiling ?? false,
+    clipSkip: req.clipSkip,
     loras,
   };
   // Defaults come from MODELS_CONFIG too: check the merged values, not only the request.
@@ -207,4 +212,19 @@ export function assertFinite(param: string, value: unknown): asserts value is nu
   if (typeof value !== "number" || !Number.isFinite(value)) {
     throw new InvalidGenerationParamsError(param, `${param} must be a finite number (got ${String(value)})`);
   }
+}
+
+/**
+ * The same parameters drawing with other words (the LLM's refined prompt): only the
+ * prompts are checked again, every other value (the seed drawn once included) stays.
+ */
+export function withPrompt(params: GenerationParams, prompt: string, negativePrompt: string): GenerationParams {
+  const checked = parseGenerationRequest({ prompt, negativePrompt });
+  let loras: LoraTag[];
+  try {
+    loras = parseLoraTags(checked.prompt);
+  } catch (err) {
+    throw new InvalidGenerationParamsError("prompt", `invalid prompt: ${(err as Error).message}`);
+  }
+  return { ...params, prompt: checked.prompt, negativePrompt: checked.negativePrompt ?? "", loras };
 }

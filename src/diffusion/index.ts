@@ -1,6 +1,5 @@
 export {
   generateImages,
-  type GenerateImagesDeps,
   type GenerateImagesOptions,
   type GenerationResult,
 } from "./generate-images.js";
@@ -8,6 +7,7 @@ export {
   generationRequestSchema,
   parseGenerationRequest,
   resolveGenerationParams,
+  withPrompt,
   drawRandomSeed,
   maxPromptLength,
   maxBatchCount,
@@ -34,4 +34,5 @@ export { completePngInfo } from "./png-check.js";
 export { parseLoraTags, type LoraTag } from "./lora-tags.js";
 export { batchOutputPaths, newOutputPath, outputTagFor, outputTagOf } from "./output-paths.js";
 export { isOutOfMemoryLine } from "./oom-patterns.js";
+export { sdCliVersion, type SdCliVersion } from "./sd-version.js";
 export * from "./errors.js";

@@ -46,6 +46,7 @@ export function buildSdArgs(
     args.push("-i", params.initImage, "--strength", num("strength", params.strength ?? 0.75));
   }
   if (params.vaeTiling) args.push("--vae-tiling");
+  if (params.clipSkip !== undefined) args.push("--clip-skip", num("clipSkip", params.clipSkip));
 
   if (params.loras.length > 0) {
     for (const lora of params.loras) {

@@ -18,6 +18,20 @@
 export const sdPhases = ["loading_model", "sampling", "decoding", "saving"] as const;
 export type SdPhase = (typeof sdPhases)[number];
 
+/** Where each phase sits in a run's own progress 0..1 (the table above). */
+export const sdProgressBands: Readonly<Record<SdPhase, readonly [number, number]>> = {
+  loading_model: [0, 0.1],
+  sampling: [0.1, 0.9],
+  decoding: [0.9, 0.97],
+  saving: [0.97, 1],
+};
+
+/** How far (0..1) an sd event is through its own phase. */
+export function fractionOfPhase(event: { phase: SdPhase; progress: number }): number {
+  const [from, to] = sdProgressBands[event.phase];
+  return Math.min(1, Math.max(0, (event.progress - from) / (to - from)));
+}
+
 export type SdStream = "stdout" | "stderr";
 export type SdLogLevel = "debug" | "info" | "warn" | "error";
 

@@ -1,6 +1,6 @@
 import { StringDecoder } from "node:string_decoder";
 import { isOutOfMemoryLine } from "./oom-patterns.js";
-import { sdPhases, type SdEvent, type SdLogLevel, type SdPhase, type SdStream } from "./sd-events.js";
+import { sdPhases, sdProgressBands, type SdEvent, type SdLogLevel, type SdPhase, type SdStream } from "./sd-events.js";
 
 /**
  * Turns sd-cli's stdout/stderr bytes into typed events (REFERENCE.md §1).
@@ -35,13 +35,7 @@ const messagePatterns = {
   allSaved: /^(\d+)\/(\d+) images saved/,
 };
 
-/** Where each phase sits in the run's overall progress (see sd-events.ts). */
-const bands: Record<SdPhase, [number, number]> = {
-  loading_model: [0, 0.1],
-  sampling: [0.1, 0.9],
-  decoding: [0.9, 0.97],
-  saving: [0.97, 1],
-};
+const bands = sdProgressBands;
 
 const stderrTailLines = 20;
 const maxCollectedLines = 50;

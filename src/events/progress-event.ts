@@ -5,6 +5,8 @@
  * line from any event; the `kind` says what else it carries.
  */
 
+import type { GenerationParams } from "../diffusion/generation-request.js";
+
 export const phases = [
   "queued",
   "refining",
@@ -38,6 +40,12 @@ export interface StepInfo {
   image?: { index: number; count: number } | undefined;
 }
 
+/**
+ * Every value a drawing uses, once decided. Not the init image: that is a path on the
+ * server (an upload), and events are replayed to clients (GET /v1/jobs/:id/events).
+ */
+export type DrawingParams = Omit<GenerationParams, "initImage">;
+
 export type ProgressEvent =
   | (EventBase & { kind: "status"; step?: StepInfo | undefined; queue?: { position: number; ahead: number } | undefined })
   | (EventBase & { kind: "warning"; warning: string })
@@ -47,6 +55,8 @@ export type ProgressEvent =
       negativePrompt: string;
       fellBack: boolean;
     })
+  /** The run will draw: with this model (registry name) and these parameters, the real seed included. */
+  | (EventBase & { kind: "params"; model: string; params: DrawingParams })
   | (EventBase & { kind: "preview"; pngBase64: string; width: number; height: number; step?: StepInfo | undefined })
   | (EventBase & { kind: "image"; path: string; seed: number; width: number; height: number; index: number })
   | (EventBase & { kind: "reply"; text: string })

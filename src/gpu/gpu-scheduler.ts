@@ -168,6 +168,16 @@ export class GpuScheduler {
     });
   }
 
+  /**
+   * Whether a new job would be turned away now (shutting down, queue full), asked before
+   * it starts so the answer comes before the first byte of a response. acquire() applies
+   * the same rule, with the same Retry-After estimate.
+   */
+  admissionRefusal(): QueueFullError | SchedulerClosedError | undefined {
+    if (this.#closing) return new SchedulerClosedError("(new job)");
+    return this.#queueFull();
+  }
+
   /** A compact snapshot: LLM state, who holds the GPU, who waits. */
   state(): GpuSchedulerState {
     return {
@@ -477,12 +487,15 @@ export class GpuScheduler {
       rejected.conflicts += 1;
       return new LeaseConflictError(jobId, phase, held);
     }
-    if (this.#queue.length >= this.maxQueue) {
-      rejected.queueFull += 1;
-      const waitMs = estimateWaitMs(this.#counters, this.#holderState(), this.#queue, this.#now());
-      return new QueueFullError(Math.max(1, Math.ceil(waitMs / 1000)), this.#queue.length, this.maxQueue);
-    }
-    return undefined;
+    const full = this.#queueFull();
+    if (full) rejected.queueFull += 1;
+    return full;
+  }
+
+  #queueFull(): QueueFullError | undefined {
+    if (this.#queue.length < this.maxQueue) return undefined;
+    const waitMs = estimateWaitMs(this.#counters, this.#holderState(), this.#queue, this.#now());
+    return new QueueFullError(Math.max(1, Math.ceil(waitMs / 1000)), this.#queue.length, this.maxQueue);
   }
 
   /** The job's signal fired while it waited: it leaves the line at once. */

@@ -1,6 +1,6 @@
 /**
  * What the GPU scheduler needs from the LLM side: take every model out of VRAM (and
- * prove it), and put the configured LLM back. src/llm's Ollama control plane implements
+ * prove it), and put the configured LLM back. src/llm's OllamaResidency implements
  * it; the scheduler is the only caller.
  */
 

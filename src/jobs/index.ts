@@ -14,8 +14,7 @@ export {
   type RawJobInput,
   type RefinedPromptValue,
 } from "./job.js";
-export { preflight, estimateRetryAfterSeconds } from "./preflight.js";
-export { locateExecutable } from "./executable.js";
+export { admitJob } from "./admission.js";
 export { EventChannel } from "./event-channel.js";
-export { sdCliVersion, type SdCliVersion } from "./sd-version.js";
+export { jobLogObserver } from "./job-log-observer.js";
 export type { JobInfo, JobObserver } from "./job-observer.js";

@@ -93,12 +93,12 @@ function endingOf(outcome: JobOutcome, at: number): JobEnding {
 
 function storedImages(outcome: Extract<JobOutcome, { kind: "images" }>): StoredResult {
   // The init image is a server-side upload path and the prompts are kept apart: not part of the params shown.
-  const { initImage: _init, prompt, negativePrompt, ...params } = outcome.params;
+  const { initImage: _init, prompt: _prompt, negativePrompt: _negative, ...params } = outcome.params;
   return {
     kind: "images",
     model: outcome.model,
-    prompt: outcome.refined?.prompt ?? prompt,
-    negativePrompt: outcome.refined?.negativePrompt ?? negativePrompt,
+    prompt: outcome.prompt,
+    negativePrompt: outcome.negativePrompt,
     images: outcome.images.map((image) => ({
       file: path.basename(image.path),
       seed: image.seed,

@@ -4,6 +4,7 @@ import { MemorySaver } from "@langchain/langgraph";
 import { outputTagFor } from "../diffusion/index.js";
 import { builder } from "../../graphs/diffugen.js";
 import type { DiffugenDeps } from "../../graphs/diffugen/dependencies.js";
+import { createRunContext } from "../../graphs/diffugen/run-context.js";
 import { EventChannel } from "./event-channel.js";
 import { JobRejectedError, type GraphStreamMode, type Job, type JobInput, type RawJobInput } from "./job.js";
 import { JobJournal } from "./job-journal.js";
@@ -11,7 +12,7 @@ import type { JobInfo, JobObserver } from "./job-observer.js";
 import { isEndEvent, type JobRecord, type StoredEvent } from "./job-record.js";
 import { JobStore, type ListOptions } from "./job-store.js";
 import { pruneOutputs, removeJobFiles } from "./output-retention.js";
-import { preflight } from "./preflight.js";
+import { admitJob } from "./admission.js";
 import { RunningJob, type RunningJobOptions } from "./running-job.js";
 
 export type StartJobOptions = RunningJobOptions;
@@ -42,22 +43,35 @@ export class JobRunner {
   #closed = false;
   #lastPrune = 0;
 
-  constructor(
+  private constructor(
     readonly deps: DiffugenDeps,
-    options: JobRunnerOptions = {},
+    store: JobStore,
   ) {
-    this.store = options.store ?? JobStore.open(path.join(deps.config.dataDir, "jobs.sqlite"));
-    // One process owns a DATA_DIR: a job still running in the store died with the last one.
-    for (const job of this.store.markInterrupted()) removeJobFiles(deps.config.sd.outputDir, job.fileTag);
-    this.#prune();
+    this.store = store;
   }
 
-  /** Validates a request and checks it can run now; throws JobRejectedError otherwise. */
+  /**
+   * Opens the job store (default DATA_DIR/jobs.sqlite) and tidies up after the last
+   * process: one process owns a DATA_DIR, so a job still `running` in the store died with
+   * it (its files go); old outputs are pruned.
+   */
+  static open(deps: DiffugenDeps, options: JobRunnerOptions = {}): JobRunner {
+    const store = options.store ?? JobStore.open(path.join(deps.config.dataDir, "jobs.sqlite"));
+    for (const job of store.markInterrupted()) removeJobFiles(deps.config.sd.outputDir, job.fileTag);
+    const runner = new JobRunner(deps, store);
+    runner.#prune();
+    return runner;
+  }
+
+  /**
+   * Validates a request, resolves its parameters (once: the run uses exactly these) and
+   * checks it can run now; throws JobRejectedError otherwise.
+   */
   prepare(raw: RawJobInput): JobInput {
     if (this.#closed) {
       throw new JobRejectedError({ code: "shutting_down", message: "The server is shutting down", node: "preflight" }, 5);
     }
-    return preflight(this.deps, raw);
+    return admitJob(this.deps, raw);
   }
 
   /**
@@ -176,12 +190,14 @@ export class JobRunner {
         refinePrompt: input.refinePrompt ?? true,
         messages: input.messages ?? [],
         previousPrompt: input.previousPrompt,
+        model: input.model,
+        params: input.params,
       },
       {
         configurable: { thread_id: job.id },
         streamMode: [...new Set([...ownModes, ...job.rawModes])],
         signal: job.signal,
-        context: { deps: this.deps },
+        context: createRunContext(this.deps, job.signal),
       },
     );
   }

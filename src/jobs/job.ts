@@ -7,10 +7,14 @@ import type {
   RunError,
 } from "../../graphs/diffugen/state.js";
 
-/** What a request asks of one graph run, already validated (see JobRunner.prepare). */
+/** What a request asks of one graph run, validated and resolved (see JobRunner.prepare). */
 export interface JobInput {
   mode: "image" | "chat";
   request: GenerationRequest;
+  /** The registry name of the model the request resolved to. */
+  model: string;
+  /** Every parameter, decided once at admission (the seed drawn): the run draws with these. */
+  params: GenerationParams;
   /** Image mode: let the LLM rewrite the prompt (default true). */
   refinePrompt?: boolean | undefined;
   /** Chat mode: the conversation before the request, oldest first. */
@@ -20,7 +24,7 @@ export interface JobInput {
 }
 
 /** The same, before validation: `request` is whatever an API dialect mapped its fields to. */
-export interface RawJobInput extends Omit<JobInput, "request"> {
+export interface RawJobInput extends Omit<JobInput, "request" | "model" | "params"> {
   request: Record<string, unknown>;
 }
 
@@ -37,6 +41,9 @@ export type JobOutcome =
       images: GeneratedImage[];
       /** Registry name of the model that drew. */
       model: string;
+      /** The prompt that drew: the LLM's refined one, or the user's own words. */
+      prompt: string;
+      negativePrompt: string;
       params: GenerationParams;
       refined: RefinedPromptValue | undefined;
       warnings: string[];

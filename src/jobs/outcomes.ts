@@ -28,5 +28,14 @@ export function outcomeOfFinalState(state: State): JobOutcome {
 function imagesOutcome(state: State): JobOutcome | undefined {
   const { images, model, params } = state;
   if (!images || images.length === 0 || !model || !params) return undefined;
-  return { kind: "images", images, model, params, refined: state.refined, warnings: state.warnings ?? [] };
+  return {
+    kind: "images",
+    images,
+    model,
+    prompt: params.prompt,
+    negativePrompt: params.negativePrompt,
+    params,
+    refined: state.refined,
+    warnings: state.warnings ?? [],
+  };
 }

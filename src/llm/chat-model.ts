@@ -3,7 +3,7 @@ import { abortableFetch, llmModelOptions, type LlmConfig } from "./ollama-client
 
 /**
  * The one way this service builds a ChatOllama, so every LLM call carries the same
- * model, keep_alive and num_ctx as the control plane's reload (a different num_ctx
+ * model, keep_alive and num_ctx as OllamaResidency's reload (a different num_ctx
  * would make Ollama reload the model), with thinking off (Qwen3 thinks by default,
  * which only costs time when rewriting a prompt).
  *

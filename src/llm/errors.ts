@@ -104,6 +104,18 @@ export function httpStatusOf(err: unknown): number | undefined {
   return typeof status === "number" ? status : undefined;
 }
 
+/**
+ * Our typed error for a failed Ollama request (the caller's abort reason when it aborted).
+ * With `model`, a 404 means that model is not installed.
+ */
+export function ollamaRequestFailure(err: unknown, signal: AbortSignal | undefined, baseUrl: string, model?: string): unknown {
+  if (signal?.aborted) return signal.reason;
+  if (isUnreachable(err)) return new OllamaUnreachableError(baseUrl, { cause: err });
+  const status = httpStatusOf(err);
+  if (model !== undefined && status === 404) return new LlmModelNotFoundError(model, baseUrl, { cause: err });
+  return new OllamaRequestError(`Ollama request failed: ${describeCause(err)}`, status, { cause: err });
+}
+
 export function describeCause(cause: unknown): string {
   const code = findErrorCode(cause);
   const message = cause instanceof Error ? cause.message : cause === undefined ? "" : String(cause);

@@ -1,4 +1,5 @@
-export { OllamaControl, checkOllama, type LlmState, type OllamaControlOptions, type OllamaHealth, type ResidentModel } from "./ollama-control.js";
+export { OllamaProbe, checkOllama, type OllamaHealth, type OllamaProbeOptions, type ResidentModel } from "./ollama-probe.js";
+export { OllamaResidency, type OllamaResidencyOptions } from "./ollama-residency.js";
 export {
   PromptRefiner,
   RefineTimeoutError,
@@ -12,5 +13,5 @@ export { createChatOllama } from "./chat-model.js";
 export { LlmModelNotFoundError, OllamaRequestError, OllamaUnreachableError, UnloadTimeoutError, isUnreachable } from "./errors.js";
 export { llmModelOptions, normalizeModelName, sameModel, type LlmConfig } from "./ollama-client.js";
 export { looksLikeDrawRequest } from "./draw-intent.js";
-export { consoleLlmLogger, pinoLlmLogger, silentLlmLogger, type LlmLogger } from "./logger.js";
+export { pinoLlmLogger, silentLlmLogger, type LlmLogger } from "./logger.js";
 export { chatDecisionSchema, refinedPromptSchema } from "./refinement-schema.js";

@@ -1,6 +1,5 @@
-import fs from "node:fs";
-import path from "node:path";
 import { execa } from "execa";
+import { locateExecutable } from "../config/index.js";
 
 /**
  * Free VRAM as nvidia-smi reports it: a number for the status page and the unload
@@ -8,25 +7,12 @@ import { execa } from "execa";
  * container without the NVIDIA utilities).
  */
 
-/** Finds an executable on PATH the way a shell would, without running a shell. */
-export function findOnPath(name: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const dirs = (env.PATH ?? env.Path ?? "").split(path.delimiter).filter((d) => d !== "");
-  const extensions =
-    process.platform === "win32" ? ["", ...(env.PATHEXT ?? ".EXE;.CMD;.BAT").split(";").map((e) => e.toLowerCase())] : [""];
-  for (const dir of dirs) {
-    for (const ext of extensions) {
-      const candidate = path.join(dir, name + ext);
-      try {
-        if (fs.statSync(candidate).isFile()) {
-          fs.accessSync(candidate, fs.constants.X_OK);
-          return candidate;
-        }
-      } catch {
-        // not here; keep looking
-      }
-    }
-  }
-  return undefined;
+/**
+ * nvidia-smi: the configured path (NVIDIA_SMI, taken as given), else the one on PATH,
+ * else undefined. PATH is searched as for sd-cli, by the one shared lookup.
+ */
+export function findNvidiaSmi(configured: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return configured ?? locateExecutable("nvidia-smi", env);
 }
 
 /**

@@ -2,7 +2,7 @@ import { Ollama, type Options } from "ollama";
 import type { Config } from "../config/index.js";
 
 /**
- * Helpers shared by the control plane and the prompt refiner, so both talk to Ollama
+ * Helpers shared by the Ollama probe and residency and the prompt refiner, so both talk to Ollama
  * the same way: one place builds the model options (a different num_ctx between two
  * requests makes Ollama reload the model), one place builds clients whose requests an
  * AbortSignal can actually cancel.
@@ -12,7 +12,7 @@ export type LlmConfig = Config["llm"];
 
 /**
  * The `options` every request for the configured model carries. The load in
- * OllamaControl.reload() and every ChatOllama call use exactly this, so the first chat
+ * OllamaResidency.reload() and every ChatOllama call use exactly this, so the first chat
  * after a reload finds the runner it expects instead of reloading it.
  */
 export function llmModelOptions(llm: Pick<LlmConfig, "numCtx">): Partial<Options> {

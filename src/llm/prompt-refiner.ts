@@ -5,7 +5,7 @@ import type { ModelFamily } from "../models/index.js";
 import { createChatOllama } from "./chat-model.js";
 import { looksLikeDrawRequest } from "./draw-intent.js";
 import { describeCause, httpStatusOf, isUnreachable } from "./errors.js";
-import { consoleLlmLogger, type LlmLogger } from "./logger.js";
+import type { LlmLogger } from "./logger.js";
 import type { LlmConfig } from "./ollama-client.js";
 import { findLoraTags, keepsSubject, restoreUserSyntax, tidyPrompt } from "./prompt-syntax.js";
 import {
@@ -61,7 +61,8 @@ export type ChatDecision =
   | { intent: "reply"; reply: string; fellBack: boolean; warning?: string | undefined; durationMs: number };
 
 export interface PromptRefinerOptions {
-  logger?: LlmLogger;
+  /** Where a fallback to the user's own words is told. */
+  logger: LlmLogger;
   /** Builds the chat model for one call; the default is createChatOllama. */
   createChatModel?: (llm: LlmConfig, opts: { signal: AbortSignal }) => ChatOllama;
   /** How many earlier turns of the conversation the LLM sees. Default 12. */
@@ -86,9 +87,9 @@ export class PromptRefiner {
 
   constructor(
     private readonly llm: LlmConfig,
-    options: PromptRefinerOptions = {},
+    options: PromptRefinerOptions,
   ) {
-    this.logger = options.logger ?? consoleLlmLogger;
+    this.logger = options.logger;
     this.createChatModel = options.createChatModel ?? createChatOllama;
     this.maxHistoryTurns = options.maxHistoryTurns ?? 12;
   }

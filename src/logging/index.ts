@@ -1,3 +1,2 @@
-export { createLogger, processLogger, type Logger, type LoggerOptions, type LogLevel } from "./logger.js";
-export { jobLogObserver } from "./job-log-observer.js";
+export { createLogger, type Logger, type LoggerOptions, type LogLevel } from "./logger.js";
 export { gpuSchedulerLog, type GpuSchedulerLog } from "./gpu-log.js";

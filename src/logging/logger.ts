@@ -1,5 +1,4 @@
 import { pino, type DestinationStream, type Logger } from "pino";
-import { envSchema } from "../config/env-schema.js";
 import type { Config } from "../config/index.js";
 
 export type { Logger } from "pino";
@@ -29,18 +28,4 @@ export function createLogger(options: LoggerOptions): Logger {
     },
     options.destination ?? pino.destination({ dest: 2, sync: true }),
   );
-}
-
-const processKey = Symbol.for("diffugen.process-logger");
-const processSlot = globalThis as unknown as { [processKey]?: Logger };
-
-/**
- * The logger of code that is not handed one (the LLM control plane's default), built on
- * first use from LOG_LEVEL alone: the rest of the configuration may not be valid, or not
- * be loaded, where it is needed. A bad LOG_LEVEL falls back to `info` here; loadConfig()
- * is where it is reported.
- */
-export function processLogger(env: NodeJS.ProcessEnv = process.env): Logger {
-  processSlot[processKey] ??= createLogger({ level: envSchema.shape.LOG_LEVEL.catch("info").parse(env.LOG_LEVEL) });
-  return processSlot[processKey];
 }

@@ -2,9 +2,8 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
-import type { DiffugenDeps } from "../../graphs/diffugen/dependencies.js";
-import { JobRunner } from "../jobs/index.js";
-import { createLogger, jobLogObserver, type Logger } from "../logging/index.js";
+import { jobLogObserver, type JobRunner } from "../jobs/index.js";
+import { createLogger, type Logger } from "../logging/index.js";
 import { ServiceMetrics } from "../metrics/index.js";
 import { apiKeyAuth } from "./auth.js";
 import { jobIdHeader } from "./request-job.js";
@@ -24,8 +23,6 @@ import { defaultHeartbeatMs, type ServerOptions } from "./server-config.js";
 import type { AppEnv, ServerContext } from "./server-context.js";
 
 export interface AppOptions extends Partial<ServerOptions> {
-  /** The job runner (startServer passes its own so shutdown can cancel the jobs). */
-  runner?: JobRunner | undefined;
   /** Figures for /stats and /metrics (default: new ones, on a registry of their own). */
   metrics?: ServiceMetrics | undefined;
   /** The JSON-lines log (default: pino on stderr at LOG_LEVEL). */
@@ -44,9 +41,11 @@ const ownPaths = ["/health", "/images/*", "/v1/*", "/generate", "/generate/*", "
 
 /**
  * The HTTP API: one module per dialect (OpenAI models/images/edits/chat, the original
- * DiffuGen API, the raw graph stream), each a thin layer over the job runner.
+ * DiffuGen API, the raw graph stream), each a thin layer over the job runner. The runner
+ * (and the capabilities it runs with) come from the entry point's bootstrap (src/bootstrap).
  */
-export function createApp(deps: DiffugenDeps, options: AppOptions = {}): Hono<AppEnv> {
+export function createApp(runner: JobRunner, options: AppOptions = {}): Hono<AppEnv> {
+  const deps = runner.deps;
   const logger = options.logger ?? createLogger({ level: deps.config.logLevel });
   const metrics = options.metrics ?? new ServiceMetrics({ scheduler: deps.scheduler });
   const serverOptions: ServerOptions = {
@@ -60,7 +59,7 @@ export function createApp(deps: DiffugenDeps, options: AppOptions = {}): Hono<Ap
   };
   const ctx: ServerContext = {
     deps,
-    runner: options.runner ?? new JobRunner(deps),
+    runner,
     options: serverOptions,
     startedAt: Math.floor(Date.now() / 1000),
     metrics,

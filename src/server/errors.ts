@@ -68,6 +68,7 @@ const runErrorRules: Record<RunErrorCode, StatusRule> = {
   internal: serverError(500),
 };
 
+/** Generation request field → the dialect's name for it (derived from its field table, src/server/fields). */
 export type ParamNames = Readonly<Record<string, string>>;
 
 /** A run error as an API error; `params` renames the request fields for the dialect. */

@@ -1,7 +1,8 @@
 import type { Context } from "hono";
-import type { Job, JobInput, StartJobOptions } from "../jobs/index.js";
+import type { Job, JobInput, JobOutcome, StartJobOptions } from "../jobs/index.js";
+import type { ImageData } from "./format/stream-formatter.js";
+import { readBase64 } from "./image-links.js";
 import type { AppEnv, ServerContext } from "./server-context.js";
-import type { SseSink } from "./sse.js";
 
 /** Every response that started a job names it, so the client can find it in /v1/jobs. */
 export const jobIdHeader = "X-DiffuGen-Job-Id";
@@ -9,10 +10,10 @@ export const jobIdHeader = "X-DiffuGen-Job-Id";
 export interface RequestJob {
   job: Job;
   /**
-   * For a streamed answer: the stream's end (the client leaving, seen either way node
-   * notices it) counts as the client going away. Call first thing in the stream's body.
+   * For a streamed answer: the stream's end (`signal`: the client leaving, seen either way
+   * node notices it) counts as the client going away. Call first thing in the stream's body.
    */
-  bindStream(sink: SseSink): void;
+  bindStream(signal: AbortSignal): void;
 }
 
 /**
@@ -37,9 +38,14 @@ export function startRequestJob(
   c.header(jobIdHeader, job.id);
   return {
     job,
-    bindStream(sink) {
-      if (sink.signal.aborted) leave();
-      else sink.signal.addEventListener("abort", leave, { once: true });
+    bindStream(signal) {
+      if (signal.aborted) leave();
+      else signal.addEventListener("abort", leave, { once: true });
     },
   };
+}
+
+/** The base64 of each image of an answer, for the dialects that send the pictures themselves. */
+export async function imageDataOf(outcome: JobOutcome): Promise<ImageData> {
+  return outcome.kind === "images" ? Promise.all(outcome.images.map((image) => readBase64(image.path))) : [];
 }

@@ -1,6 +1,10 @@
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
+import type { Job, JobOutcome } from "../jobs/index.js";
+import type { Frame, ImageData, JobStreamFormatter } from "./format/stream-formatter.js";
+import { imageDataOf, type RequestJob } from "./request-job.js";
 import type { AppEnv } from "./server-context.js";
+import type { ServerOptions } from "./server-config.js";
 
 /**
  * Server-sent events done right for long generations behind proxies:
@@ -12,6 +16,9 @@ import type { AppEnv } from "./server-context.js";
  *   lines only);
  * - `signal` aborts when the client disconnects, whichever way node notices first (the
  *   request closing or the response stream being cancelled): routes pass it to the job.
+ *
+ * Every job stream goes through streamJob, with the dialect's formatter; sseResponse is
+ * its lower layer, and serves the streams that are not one job's run (GET /v1/jobs/:id/events).
  */
 
 const antiBufferingHeaders = {
@@ -83,4 +90,64 @@ export function sseResponse(c: Context<AppEnv>, options: SseOptions, run: (sink:
     response.headers.set(name, value);
   }
   return response;
+}
+
+/**
+ * Drives one job's stream for a dialect: the job's events through the formatter as they
+ * come, then the end: the answer (an API dialect stops there, before the LLM reload), or
+ * the whole run (the graph stream). The client leaving cancels the job as the request's
+ * CANCEL_ON_DISCONNECT says; an unexpected failure is told in the dialect's shape.
+ */
+export function streamJob(
+  c: Context<AppEnv>,
+  started: RequestJob,
+  formatter: JobStreamFormatter,
+  options: Pick<ServerOptions, "heartbeatMs" | "log">,
+): Response {
+  return sseResponse(
+    c,
+    {
+      heartbeatMs: options.heartbeatMs,
+      log: options.log,
+      ids: formatter.ids,
+      onError: (err, sink) => sendFrames(sink, formatter.failure(err)),
+    },
+    async (sink) => {
+      started.bindStream(sink.signal);
+      for await (const frame of jobFrames(started.job, formatter)) await sink.send(frame.data, frame.event, frame.seq);
+    },
+  );
+}
+
+/**
+ * The messages of one job's stream, in order: what streamJob sends, without HTTP (tests
+ * run it over recorded jobs). The images an answer sends are read here (`readImages`), so
+ * formatters do no I/O.
+ */
+export async function* jobFrames(
+  job: Pick<Job, "events" | "outcome" | "finished">,
+  formatter: JobStreamFormatter,
+  readImages: (outcome: JobOutcome) => Promise<ImageData> = imageDataOf,
+): AsyncGenerator<Frame> {
+  yield* formatter.start?.() ?? [];
+  let endSeq: number | undefined;
+  for await (const item of job.events) {
+    if (item.type === "progress") yield* formatter.progress?.(item.event, item.seq) ?? [];
+    else if (item.type === "chunk") yield* formatter.chunk?.(item.mode, item.chunk) ?? [];
+    else if (item.type === "outcome" && formatter.ends === "at-answer") {
+      endSeq = item.seq;
+      break;
+    }
+  }
+  if (formatter.ends === "when-finished") {
+    yield* formatter.finished(await job.finished);
+    return;
+  }
+  const outcome = await job.outcome;
+  const images = formatter.needsImageData ? await readImages(outcome) : [];
+  yield* formatter.outcome(outcome, endSeq, images);
+}
+
+async function sendFrames(sink: SseSink, frames: readonly Frame[]): Promise<void> {
+  for (const frame of frames) await sink.send(frame.data, frame.event, frame.seq);
 }

@@ -1,8 +1,7 @@
 import type { AddressInfo } from "node:net";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { serve } from "@hono/node-server";
-import type { DiffugenDeps } from "../../graphs/diffugen/dependencies.js";
-import { JobRunner } from "../jobs/index.js";
+import type { JobRunner } from "../jobs/index.js";
 import { createApp, type AppOptions } from "./app.js";
 import { loadServerOptions } from "./server-config.js";
 
@@ -44,7 +43,7 @@ export interface StartServerOptions extends AppOptions {
 const cancelledJobsWaitMs = 15_000;
 /**
  * How long close() waits for the GPU scheduler to settle (the LLM reload that giving the
- * GPU back set off). OllamaControl gives up a reload after 120 s; this covers it.
+ * GPU back set off). OllamaResidency gives up a reload after 120 s; this covers it.
  */
 const llmReloadWaitMs = 130_000;
 
@@ -53,12 +52,15 @@ const lastAnswersWaitMs = 5_000;
 
 const shutdownReason = "the server is shutting down";
 
-/** Serves the API on @hono/node-server. Options not given come from the environment. */
-export async function startServer(deps: DiffugenDeps, options: StartServerOptions = {}): Promise<RunningServer> {
+/**
+ * Serves the API on @hono/node-server, for the runner an entry point's bootstrap built.
+ * Options not given come from the environment.
+ */
+export async function startServer(runner: JobRunner, options: StartServerOptions = {}): Promise<RunningServer> {
+  const deps = runner.deps;
   const fromEnv = loadServerOptions();
-  const runner = options.runner ?? new JobRunner(deps);
-  const appOptions = { ...fromEnv, ...definedOnly(options), runner };
-  const app = createApp(deps, appOptions);
+  const appOptions = { ...fromEnv, ...definedOnly(options) };
+  const app = createApp(runner, appOptions);
   const host = options.host ?? deps.config.server.host;
   const port = options.port ?? deps.config.server.port;
 

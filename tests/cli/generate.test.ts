@@ -56,6 +56,14 @@ describe("diffugen generate", () => {
     expect(readSpawns(gpuDir)[0]?.argv).toContain("a (red:1.3) fox");
   });
 
+  it("passes every generation flag on: --clip-skip reaches sd-cli", async () => {
+    const result = await diffugen("generate", "a fox", "--no-refine", "--steps", "2", "-W", "64", "-H", "64", "--clip-skip", "2", "--seed", "7");
+    expect(result.exitCode, result.stderr).toBe(0);
+    const argv = readSpawns(gpuDir)[0]!.argv;
+    expect(argv[argv.indexOf("--clip-skip") + 1]).toBe("2");
+    expect(argv[argv.indexOf("-s") + 1]).toBe("7");
+  });
+
   it("rejects a bad value before anything runs, naming it", async () => {
     const result = await diffugen("generate", "a fox", "--width", "100");
     expect(result.exitCode).toBe(2);

@@ -42,12 +42,12 @@ afterAll(async () => {
 
 it("the dev server's HTTP app and a Studio graph run share one GPU scheduler, and the process owns the GPU", async () => {
   const { app } = await import("../../src/server/studio-app.js");
-  const { graph } = await import("../../graphs/diffugen.js");
+  const { graph } = await import("../../graphs/studio.js");
 
   const lock = JSON.parse(fs.readFileSync(path.join(dir, "data", "gpu-owner.lock"), "utf8"));
   expect(lock.pid).toBe(process.pid);
 
-  // A Studio run passes no deps: the graph falls back to the process-wide ones.
+  // A Studio run passes no run context: the Studio entry (graphs/studio.ts) makes one from the dev server's bootstrap.
   let seenByHttp: unknown;
   const stream = await graph.stream(
     { jobId: "studio-run-1", request: { prompt: "a red fox", width: 64, height: 64, steps: 6 } },

@@ -1,37 +1,41 @@
 /**
- * The one invariant (DESIGN.md), end to end on the real stack: the real GpuScheduler,
- * OllamaControl and PromptRefiner against the fake Ollama, and the real generateImages
- * spawning the sd-cli double, both doubles sharing one simulated 8 GB GPU
- * (tests/fakes/fake-gpu.mjs). The doubles record a violation whenever the LLM and sd-cli
- * would hold VRAM at once; every test asserts there is none.
+ * The one invariant (DESIGN.md), end to end on the product as `diffugen serve` builds it
+ * (bootstrap: the job runner, the graph, the real GpuScheduler, OllamaResidency,
+ * PromptRefiner and sd runner) against the fake Ollama and the sd-cli double, both sharing
+ * one simulated 8 GB GPU (tests/fakes/fake-gpu.mjs). Every job is a real graph run started
+ * through the job runner (runner.prepare + runner.start), cancelled the way a client that
+ * goes away cancels it (the signal given to runner.start). The doubles record a violation
+ * whenever the LLM and sd-cli would hold VRAM at once; every test asserts there is none.
  *
  * The random test prints its seed when it fails; replay it with
  *   VRAM_INVARIANT_SEED=<seed> npx vitest run tests/integration/vram-invariant.test.ts
  * (VRAM_INVARIANT_DEBUG=1 also prints how each kind of planned abort ended.)
  */
 import { afterEach, describe, expect, it, onTestFailed } from "vitest";
-import { SdAbortedError, SdError, SdProcessError, type SdEvent } from "../../src/diffusion/index.js";
-import { AcquireAbortedError, type GpuEvent, type GpuPhase } from "../../src/gpu/index.js";
-import { UnloadTimeoutError } from "../../src/llm/index.js";
+import type { DiffugenStateValue } from "../../graphs/diffugen/state.js";
+import type { ProgressEvent } from "../../src/events/progress-event.js";
+import type { JobEvent, JobOutcome } from "../../src/jobs/index.js";
 import { isAlive, readSpawns, readViolations, runningDiffusions } from "../fakes/fake-gpu.mjs";
 import { defaultResponder, type Responder } from "../fakes/ollama-server.js";
-import {
-  LLM_MODEL,
-  runImageJob,
-  sleep,
-  startGpuStack,
-  watchResidency,
-  withTimeout,
-  type GpuStack,
-  type GpuStackOptions,
-  type ImageJobOutcome,
-} from "./helpers/gpu-stack.js";
+import { watchResidency } from "../helpers/residency-watch.js";
+import { FAST_SD_ENV, LLM_MODEL, startStack, type Stack, type StackOptions } from "../helpers/stack.js";
+import { sleep, withTimeout } from "../helpers/timing.js";
 import { createPrng, seedFromEnv } from "./helpers/prng.js";
 
-const stacks: GpuStack[] = [];
+const stacks: Stack[] = [];
 
-async function stackFor(options: GpuStackOptions): Promise<GpuStack> {
-  const stack = await startGpuStack(options);
+/**
+ * The product's own timing (its /api/ps poll, the scheduler's real waits), with LLM
+ * timeouts long enough for a loaded CI box; `sdEnv` tunes the sd-cli double.
+ */
+async function stackFor(options: { ollama?: StackOptions["ollama"]; env?: Record<string, string>; sdEnv?: Record<string, string> }): Promise<Stack> {
+  const stack = await startStack({
+    prefix: "diffugen-vram-",
+    timing: "product",
+    ollama: options.ollama,
+    env: { REFINE_TIMEOUT_S: "10", UNLOAD_TIMEOUT_S: "10", GENERATION_TIMEOUT_S: "60", ...options.env },
+    sdEnv: { ...FAST_SD_ENV, ...options.sdEnv },
+  });
   stacks.push(stack);
   return stack;
 }
@@ -41,27 +45,31 @@ afterEach(async () => {
 });
 
 /** Dumps what a failure needs to be understood: the log tail, the fake's requests, the GPU records. */
-function reportOnFailure(stack: GpuStack, what: () => string = () => ""): void {
+function reportOnFailure(stack: Stack, what: () => string = () => ""): void {
   onTestFailed(() => {
-    const { gpuDir } = stack.dirs;
+    const logs = [
+      ...stack.gpuLog.map((l) => ({ at: l.at, line: `gpu ${l.message} ${JSON.stringify(l.fields)}` })),
+      ...stack.llmLog.map((l) => ({ at: l.at, line: `${l.source}:${l.level} ${l.message}` })),
+    ].sort((a, b) => a.at - b.at);
     console.error(
       [
         what(),
-        `violations: ${JSON.stringify(readViolations(gpuDir))}`,
-        `scheduler state: ${JSON.stringify(stack.scheduler.state())}`,
+        `violations: ${JSON.stringify(readViolations(stack.gpuDir))}`,
+        `scheduler state: ${JSON.stringify(stack.deps.scheduler.state())}`,
         `fake ollama stats: ${JSON.stringify(stack.ollama.stats)}`,
         "log (last 60 lines):",
-        ...stack.logs.slice(-60).map((l) => `  ${l.at} ${l.source} ${l.message}`),
+        ...logs.slice(-60).map((l) => `  ${l.at} ${l.line}`),
       ].join("\n"),
     );
   });
 }
 
-/** What every test checks at the end: nothing held, nothing waiting, no double alive, no violation. */
-function expectCleanGpu(stack: GpuStack, label = ""): void {
-  const { gpuDir } = stack.dirs;
+/** What every test checks at the end: no job running, nothing held or waiting, no double alive, no violation. */
+function expectCleanGpu(stack: Stack, label = ""): void {
+  const { gpuDir } = stack;
   expect(readViolations(gpuDir), `${label}violations`).toEqual([]);
-  const state = stack.scheduler.state();
+  expect(stack.runner.activeJobs, `${label}every job has ended`).toBe(0);
+  const state = stack.deps.scheduler.state();
   expect(state.gpu, `${label}no lease held`).toEqual({ kind: "idle" });
   expect(state.queue, `${label}queue empty`).toEqual([]);
   expect(runningDiffusions(gpuDir), `${label}no sd-cli double holds the GPU`).toEqual([]);
@@ -71,8 +79,113 @@ function expectCleanGpu(stack: GpuStack, label = ""): void {
   expect(alive, `${label}every sd-cli double spawned has exited`).toEqual([]);
 }
 
-function stepOf(event: SdEvent): number | undefined {
-  return event.type === "step" ? event.step : undefined;
+// ------------------------------------------------------------------------------------------------
+// One image job, through the job runner and the real graph
+
+/** Where a run was: waiting for the LLM, refining, waiting for the GPU, drawing, after it. */
+type Stage = "llm_acquire" | "refine" | "diffusion_acquire" | "generate" | "reload";
+
+/** What giving the GPU back set off, as the run's reload step reported it. */
+type ReleaseSeen = "handed_over" | "llm_reloaded" | "llm_reload_failed" | "none";
+
+interface ImageJob {
+  /** What the user typed. */
+  request: string;
+  steps: number;
+  /** Default 64. */
+  size?: number;
+  /** The client's signal: aborting it before the answer cancels the job, as a client going away does. */
+  signal?: AbortSignal | undefined;
+  /** Every progress event, with the stage the run is in when it comes. */
+  onEvent?: (event: ProgressEvent, stage: Stage) => void;
+}
+
+interface JobRun {
+  /** What the client was answered. */
+  outcome: JobOutcome;
+  /** The run's final state. */
+  state: Partial<DiffugenStateValue>;
+  /** Every progress event of the run, the LLM reload's included. */
+  events: ProgressEvent[];
+  /** The stage the run was in when its answer was known (for a failure, the stage that failed). */
+  answeredAt: Stage;
+  release: ReleaseSeen;
+}
+
+/**
+ * The stage a run is in, from the nodes it has finished and the events it has sent: the
+ * refine node first waits for an LLM lease (only `queued` events) and then refines.
+ */
+function stageOf(nodes: readonly string[], events: readonly ProgressEvent[]): Stage {
+  switch (nodes.at(-1)) {
+    case undefined:
+      return events.some((e) => e.phase === "refining") ? "refine" : "llm_acquire";
+    case "refine":
+      return "diffusion_acquire";
+    case "unload":
+      return "generate";
+    default:
+      return "reload";
+  }
+}
+
+function releaseOf(events: readonly ProgressEvent[]): ReleaseSeen {
+  const reload = events.filter((e) => e.phase === "reloading_llm");
+  if (reload.some((e) => e.kind === "warning" && e.message.startsWith("The LLM could not be reloaded"))) return "llm_reload_failed";
+  if (reload.some((e) => e.kind === "status" && e.message.startsWith("Another image job has the GPU"))) return "handed_over";
+  if (reload.some((e) => e.kind === "status" && e.progress === 100)) return "llm_reloaded";
+  return "none";
+}
+
+/**
+ * Submits one image request to the job runner as an API route does (prepare, then start
+ * with the client's signal) and follows the run to its very end (the LLM reload).
+ */
+async function runJob(stack: Stack, job: ImageJob): Promise<JobRun> {
+  const size = job.size ?? 64;
+  const input = stack.runner.prepare({
+    mode: "image",
+    request: { prompt: job.request, model: "sd15", width: size, height: size, steps: job.steps, seed: 42 },
+  });
+  const running = stack.runner.start(input, { signal: job.signal });
+  const nodes: string[] = [];
+  const events: ProgressEvent[] = [];
+  let answeredAt: Stage | undefined;
+  let previous: JobEvent["type"] | undefined;
+  for await (const e of running.events) {
+    if (e.type === "node") nodes.push(e.node);
+    else if (e.type === "progress") {
+      events.push(e.event);
+      job.onEvent?.(e.event, stageOf(nodes, events));
+    } else if (e.type === "outcome") {
+      // Settled by the node that just finished (its images, its failure): the stage that node
+      // ran in. Cancelled: the stage the run was in.
+      const byNode = e.outcome.kind !== "cancelled" && previous === "node";
+      answeredAt = stageOf(byNode ? nodes.slice(0, -1) : nodes, events);
+    }
+    previous = e.type;
+  }
+  const { outcome, state } = await running.finished;
+  return { outcome, state, events, answeredAt: answeredAt ?? stageOf(nodes, events), release: releaseOf(events) };
+}
+
+function stepOf(event: ProgressEvent): number | undefined {
+  return event.kind === "status" ? event.step?.current : undefined;
+}
+
+function describeRun(run: JobRun | undefined): string {
+  if (!run) return "no outcome";
+  const { outcome } = run;
+  switch (outcome.kind) {
+    case "images":
+      return `images (fellBack ${outcome.refined?.fellBack}, release ${run.release})`;
+    case "failed":
+      return `failed at ${run.answeredAt}: ${outcome.error.code} in ${outcome.error.node}: ${outcome.error.message}`;
+    case "cancelled":
+      return `cancelled at ${run.answeredAt}: ${outcome.reason}`;
+    case "reply":
+      return `reply: ${outcome.text}`;
+  }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -80,8 +193,8 @@ function stepOf(event: SdEvent): number | undefined {
 type AbortPlan =
   /** Never aborted. */
   | { kind: "none" }
-  /** Aborted when the scheduler says it is queued (so while it waits for the GPU). */
-  | { kind: "waiting"; phase: GpuPhase }
+  /** Aborted when the run says it is queued for this phase (so while it waits for the GPU). */
+  | { kind: "waiting"; phase: "llm" | "diffusion" }
   /** Aborted when sd-cli reports this sampling step (so mid-sampling). */
   | { kind: "sampling"; atStep: number }
   /** Aborted at a random time after the job started, wherever it is. */
@@ -89,10 +202,10 @@ type AbortPlan =
 
 interface JobPlan {
   index: number;
+  /** Names the job in its prompt (the fake's responder finds it there) and in reports. */
   jobId: string;
   startAfterMs: number;
   steps: number;
-  stepMs: number;
   /** The fake answers this job's refinement with invalid JSON (the refiner falls back). */
   badRefinement: boolean;
   refineDelayMs: number;
@@ -102,7 +215,8 @@ interface JobPlan {
 function planJobs(seed: number, count: number): JobPlan[] {
   const rng = createPrng(seed);
   return Array.from({ length: count }, (_, index): JobPlan => {
-    const steps = rng.int(2, 4);
+    // The double's step time is one for the whole box: jobs differ in their step counts.
+    const steps = rng.int(2, 6);
     const roll = rng.next();
     const abort: AbortPlan =
       roll < 0.5
@@ -117,7 +231,6 @@ function planJobs(seed: number, count: number): JobPlan[] {
       jobId: `job-${index}`,
       startAfterMs: rng.int(0, 1200),
       steps,
-      stepMs: rng.int(5, 40),
       badRefinement: rng.chance(0.3),
       refineDelayMs: rng.int(0, 30),
       abort,
@@ -125,7 +238,7 @@ function planJobs(seed: number, count: number): JobPlan[] {
   });
 }
 
-describe("VRAM invariant on the real stack (fake Ollama + sd-cli double)", () => {
+describe("VRAM invariant on the product (job runner + graph, fake Ollama + sd-cli double)", () => {
   it("20 concurrent jobs with random steps, refinements and aborts: all end, no violation, LLM back", async () => {
     const seed = seedFromEnv("VRAM_INVARIANT_SEED");
     const plans = planJobs(seed, 20);
@@ -136,44 +249,49 @@ describe("VRAM invariant on the real stack (fake Ollama + sd-cli double)", () =>
       if (plan?.badRefinement) return `Sure! Here is a lovely prompt for ${plan.jobId}: {"prompt": "a fox`;
       return defaultResponder(req);
     };
-    const stack = await stackFor({ unloadLingerMs: createPrng(seed ^ 0x5eed).int(100, 300), responder, maxQueue: 64 });
-    const outcomes = new Map<string, ImageJobOutcome>();
-    /** The abort reason of each job the test aborted. */
-    const aborted = new Map<string, Error>();
+    const boxRng = createPrng(seed ^ 0x5eed);
+    const unloadLingerMs = boxRng.int(100, 300);
+    const stepMs = boxRng.int(5, 40);
+    const stack = await stackFor({
+      ollama: { unloadLingerMs, responder },
+      env: { MAX_QUEUE: "64" },
+      sdEnv: { FAKE_SD_STEP_MS: String(stepMs) },
+    });
+    const runs = new Map<string, JobRun>();
+    /** The jobs the test aborted (their client went away). */
+    const aborted = new Set<string>();
     onTestFailed(() => {
-      console.error(`\nvram-invariant random test FAILED with seed ${seed}; replay: VRAM_INVARIANT_SEED=${seed} npx vitest run tests/integration/vram-invariant.test.ts`);
-      console.error(plans.map((p) => `  ${p.jobId}: ${JSON.stringify({ ...p, outcome: describeOutcome(outcomes.get(p.jobId)) })}`).join("\n"));
+      console.error(
+        `\nvram-invariant random test FAILED with seed ${seed} (linger ${unloadLingerMs} ms, ${stepMs} ms a step); ` +
+          `replay: VRAM_INVARIANT_SEED=${seed} npx vitest run tests/integration/vram-invariant.test.ts`,
+      );
+      console.error(plans.map((p) => `  ${p.jobId}: ${JSON.stringify({ ...p, outcome: describeRun(runs.get(p.jobId)) })}`).join("\n"));
     });
     reportOnFailure(stack);
 
     const runOne = async (plan: JobPlan): Promise<void> => {
       await sleep(plan.startAfterMs);
-      const controller = new AbortController();
-      const abort = (why: string) => {
-        if (controller.signal.aborted) return;
-        const reason = new Error(`test abort (${why})`);
-        aborted.set(plan.jobId, reason);
-        controller.abort(reason);
+      const client = new AbortController();
+      const abort = () => {
+        if (client.signal.aborted) return;
+        aborted.add(plan.jobId);
+        client.abort();
       };
       let timer: NodeJS.Timeout | undefined;
-      if (plan.abort.kind === "timer") timer = setTimeout(() => abort("timer"), plan.abort.afterMs);
-      const waitPhase = plan.abort.kind === "waiting" ? plan.abort.phase : undefined;
+      if (plan.abort.kind === "timer") timer = setTimeout(abort, plan.abort.afterMs);
+      const waitingIn = plan.abort.kind === "waiting" ? (plan.abort.phase === "llm" ? "llm_acquire" : "diffusion_acquire") : undefined;
       const atStep = plan.abort.kind === "sampling" ? plan.abort.atStep : undefined;
       try {
-        const outcome = await runImageJob(stack, {
-          jobId: plan.jobId,
+        const run = await runJob(stack, {
           request: `draw ${plan.jobId} a red fox in the snow`,
           steps: plan.steps,
-          signal: controller.signal,
-          sdEnv: { FAKE_SD_STEP_MS: String(plan.stepMs) },
-          onGpuEvent: (phase: GpuPhase, event: GpuEvent) => {
-            if (event.type === "queued" && phase === waitPhase) abort(`waiting for ${phase}`);
-          },
-          onSdEvent: (event) => {
-            if (atStep !== undefined && stepOf(event) === atStep) abort(`at step ${atStep}`);
+          signal: client.signal,
+          onEvent: (event, stage) => {
+            if (event.phase === "queued" && stage === waitingIn) abort();
+            if (atStep !== undefined && stepOf(event) === atStep) abort();
           },
         });
-        outcomes.set(plan.jobId, outcome);
+        runs.set(plan.jobId, run);
       } finally {
         clearTimeout(timer);
       }
@@ -181,48 +299,48 @@ describe("VRAM invariant on the real stack (fake Ollama + sd-cli double)", () =>
 
     // Every job ends (none hangs on the GPU or on sd-cli).
     await withTimeout(Promise.all(plans.map(runOne)), 25_000, "the 20 jobs");
-    await withTimeout(stack.scheduler.whenSettled(), 5_000, "scheduler.whenSettled()");
+    await withTimeout(stack.deps.scheduler.whenSettled(), 5_000, "scheduler.whenSettled()");
 
     // Each job ended the way its plan allows.
     for (const plan of plans) {
-      const outcome = outcomes.get(plan.jobId);
-      const label = `${plan.jobId} (seed ${seed}): ${describeOutcome(outcome)}`;
-      expect(outcome, label).toBeDefined();
-      if (!outcome) continue;
-      if (outcome.kind === "done") {
-        expect(outcome.result.images, label).toHaveLength(1);
-        expect(outcome.refined.fellBack, label).toBe(plan.badRefinement);
-        expect(["handed_over", "llm_reloaded"], label).toContain(outcome.release.kind);
+      const run = runs.get(plan.jobId);
+      const label = `${plan.jobId} (seed ${seed}): ${describeRun(run)}`;
+      expect(run, label).toBeDefined();
+      if (!run) continue;
+      const { outcome } = run;
+      if (outcome.kind === "images") {
+        expect(outcome.images, label).toHaveLength(1);
+        expect(outcome.refined?.fellBack, label).toBe(plan.badRefinement);
+        expect(["handed_over", "llm_reloaded"], label).toContain(run.release);
       } else {
-        // The only failures are our own aborts, each reported the way its stage reports one:
-        // no OOM, no crash, no unload timeout.
-        const reason = aborted.get(plan.jobId);
-        expect(reason, label).toBeDefined();
-        if (outcome.stage === "refine") expect(outcome.error, label).toBe(reason);
-        else if (outcome.stage === "generate") expect(outcome.error, label).toBeInstanceOf(SdAbortedError);
-        else expect(outcome.error, label).toBeInstanceOf(AcquireAbortedError);
+        // The only other ending is our own abort, as a cancellation: no node recorded a
+        // failure (no OOM, no crash, no unload timeout).
+        expect(outcome.kind, label).toBe("cancelled");
+        expect(aborted.has(plan.jobId), label).toBe(true);
+        if (outcome.kind === "cancelled") expect(outcome.reason, label).toBe("the client went away");
+        expect(run.state.error, label).toBeUndefined();
       }
-      if (plan.abort.kind === "none") expect(outcome.kind, label).toBe("done");
-      if (plan.abort.kind === "sampling" && outcome.kind === "failed") expect(outcome.stage, label).toBe("generate");
+      if (plan.abort.kind === "none") expect(outcome.kind, label).toBe("images");
+      if (plan.abort.kind === "sampling" && outcome.kind !== "images") expect(run.answeredAt, label).toBe("generate");
     }
 
     if (process.env.VRAM_INVARIANT_DEBUG) {
       const tally = new Map<string, number>();
       for (const p of plans) {
-        const o = outcomes.get(p.jobId);
-        const key = `${p.abort.kind} -> ${o?.kind === "failed" ? `failed@${o.stage}` : o?.kind}`;
+        const run = runs.get(p.jobId);
+        const key = `${p.abort.kind} -> ${run?.outcome.kind === "images" ? "images" : `${run?.outcome.kind}@${run?.answeredAt}`}`;
         tally.set(key, (tally.get(key) ?? 0) + 1);
       }
-      console.log(seed, JSON.stringify([...tally]), JSON.stringify(stack.scheduler.stats().diffusionBatches));
+      console.log(seed, JSON.stringify([...tally]), JSON.stringify(stack.deps.scheduler.stats().diffusionBatches));
     }
     expectCleanGpu(stack);
     // The LLM is back in the fake once everything settled.
     const ps = (await (await fetch(`${stack.ollama.url}/api/ps`)).json()) as { models: { name: string }[] };
     expect(ps.models.map((m) => m.name)).toEqual([LLM_MODEL]);
-    expect(stack.scheduler.state().llm).toBe("resident");
+    expect(stack.deps.scheduler.state().llm).toBe("resident");
 
     // One unload and one reload per diffusion batch, counted on both sides of the wire.
-    const stats = stack.scheduler.stats();
+    const stats = stack.deps.scheduler.stats();
     const batches = stats.diffusionBatches.count;
     expect(batches).toBeGreaterThan(0);
     expect(stats.unloads.count).toBe(batches);
@@ -236,10 +354,10 @@ describe("VRAM invariant on the real stack (fake Ollama + sd-cli double)", () =>
     // Every job that got as far as sampling spawned one double, and only jobs granted the GPU
     // spawned one (a job aborted right after its grant may stop before sd-cli is started).
     const sampled = plans.filter((p) => {
-      const o = outcomes.get(p.jobId);
-      return o?.kind === "done" || (o?.stage === "generate" && p.abort.kind === "sampling");
+      const run = runs.get(p.jobId);
+      return run?.outcome.kind === "images" || (run?.answeredAt === "generate" && p.abort.kind === "sampling");
     }).length;
-    const spawns = readSpawns(stack.dirs.gpuDir).length;
+    const spawns = readSpawns(stack.gpuDir).length;
     expect(spawns).toBeGreaterThanOrEqual(sampled);
     expect(spawns).toBeLessThanOrEqual(stats.diffusionBatches.jobs);
     expect(stats.grants.diffusion).toBe(stats.diffusionBatches.jobs);
@@ -247,16 +365,16 @@ describe("VRAM invariant on the real stack (fake Ollama + sd-cli double)", () =>
 
   it("slow unload: sd-cli starts only after the lingering model has left /api/ps", async () => {
     const lingerMs = 400;
-    const stack = await stackFor({ unloadLingerMs: lingerMs });
+    const stack = await stackFor({ ollama: { unloadLingerMs: lingerMs }, sdEnv: { FAKE_SD_STEP_MS: "10" } });
     reportOnFailure(stack);
-    const watch = watchResidency(stack.dirs.gpuDir);
+    const watch = watchResidency(stack.gpuDir);
     try {
-      const outcome = await runImageJob(stack, { jobId: "slow", request: "draw a lighthouse at dusk", steps: 2, sdEnv: { FAKE_SD_STEP_MS: "10" } });
-      expect(outcome.kind, describeOutcome(outcome)).toBe("done");
-      await stack.scheduler.whenSettled();
+      const run = await runJob(stack, { request: "draw a lighthouse at dusk", steps: 2 });
+      expect(run.outcome.kind, describeRun(run)).toBe("images");
+      await stack.deps.scheduler.whenSettled();
 
       const unloadAt = stack.ollama.requests.find((r) => r.kind === "unload")?.at;
-      const [spawn, ...more] = readSpawns(stack.dirs.gpuDir);
+      const [spawn, ...more] = readSpawns(stack.gpuDir);
       const [droppedAt] = watch.drops(LLM_MODEL);
       expect(unloadAt).toBeDefined();
       expect(spawn).toBeDefined();
@@ -266,7 +384,7 @@ describe("VRAM invariant on the real stack (fake Ollama + sd-cli double)", () =>
       expect(droppedAt!).toBeGreaterThanOrEqual(unloadAt! + lingerMs - 5);
       expect(spawn!.at).toBeGreaterThanOrEqual(droppedAt!);
       expect(spawn!.at).toBeGreaterThanOrEqual(unloadAt! + lingerMs);
-      expect(stack.scheduler.stats().unloads.lastMs).toBeGreaterThanOrEqual(lingerMs);
+      expect(stack.deps.scheduler.stats().unloads.lastMs).toBeGreaterThanOrEqual(lingerMs);
       expectCleanGpu(stack);
       expect(stack.ollama.listed()).toEqual([LLM_MODEL]);
     } finally {
@@ -274,103 +392,91 @@ describe("VRAM invariant on the real stack (fake Ollama + sd-cli double)", () =>
     }
   });
 
-  it("an unload that never completes: the diffusion acquire rejects with UnloadTimeoutError, nothing spawned", async () => {
-    const stack = await stackFor({ unloadNeverCompletes: true, env: { UNLOAD_TIMEOUT_S: "0.5" } });
+  it("an unload that never completes: the job fails with unload_timeout before anything is spawned, the LLM stays", async () => {
+    const stack = await stackFor({ ollama: { unloadNeverCompletes: true }, env: { UNLOAD_TIMEOUT_S: "0.5" }, sdEnv: { FAKE_SD_STEP_MS: "5" } });
     reportOnFailure(stack);
-    const events: GpuEvent[] = [];
     const started = Date.now();
-    const outcome = await runImageJob(stack, {
-      jobId: "stuck",
-      request: "draw a castle on a hill",
-      steps: 2,
-      onGpuEvent: (phase, event) => phase === "diffusion" && events.push(event),
-    });
-    expect(outcome.kind, describeOutcome(outcome)).toBe("failed");
-    if (outcome.kind !== "failed") return;
-    expect(outcome.stage).toBe("diffusion_acquire");
-    expect(outcome.error).toBeInstanceOf(UnloadTimeoutError);
-    expect((outcome.error as UnloadTimeoutError).models).toEqual([LLM_MODEL]);
+    const run = await runJob(stack, { request: "draw a castle on a hill", steps: 2 });
+    expect(run.outcome.kind, describeRun(run)).toBe("failed");
+    if (run.outcome.kind !== "failed") return;
+    expect(run.answeredAt).toBe("diffusion_acquire");
+    expect(run.outcome.error).toMatchObject({ code: "unload_timeout", node: "unload" });
+    expect(run.outcome.error.message).toContain(`did not unload ${LLM_MODEL}`);
     expect(Date.now() - started).toBeGreaterThanOrEqual(500);
-    expect(events.map((e) => e.type)).toContain("llm_unload_failed");
+    // The client was told the LLM would not leave VRAM while it waited for the GPU.
+    expect(run.events.some((e) => e.kind === "warning" && e.phase === "unloading_llm")).toBe(true);
 
-    await withTimeout(stack.scheduler.whenSettled(), 5_000, "whenSettled");
-    expect(readSpawns(stack.dirs.gpuDir)).toEqual([]);
+    await withTimeout(stack.deps.scheduler.whenSettled(), 5_000, "whenSettled");
+    expect(readSpawns(stack.gpuDir)).toEqual([]);
     expectCleanGpu(stack);
-    expect(stack.scheduler.stats().failures.unloads).toBe(1);
+    expect(stack.deps.scheduler.stats().failures.unloads).toBe(1);
     // The scheduler put the LLM back so chat keeps working.
     expect(stack.ollama.listed()).toEqual([LLM_MODEL]);
 
     // Once Ollama unloads again, the next job goes through.
     stack.ollama.configure({ unloadNeverCompletes: false, unloadLingerMs: 100 });
-    const next = await runImageJob(stack, { jobId: "after", request: "draw a castle on a hill", steps: 2, sdEnv: { FAKE_SD_STEP_MS: "5" } });
-    expect(next.kind, describeOutcome(next)).toBe("done");
-    await stack.scheduler.whenSettled();
+    const next = await runJob(stack, { request: "draw a castle on a hill", steps: 2 });
+    expect(next.outcome.kind, describeRun(next)).toBe("images");
+    await stack.deps.scheduler.whenSettled();
     expectCleanGpu(stack);
-    expect(readSpawns(stack.dirs.gpuDir)).toHaveLength(1);
+    expect(readSpawns(stack.gpuDir)).toHaveLength(1);
   });
 
   it("Ollama down: diffusion still runs (nothing to unload), no violation; the LLM comes back with Ollama", async () => {
-    const stack = await stackFor({ unloadLingerMs: 100 });
+    const stack = await stackFor({ ollama: { unloadLingerMs: 100 }, sdEnv: { FAKE_SD_STEP_MS: "5" } });
     reportOnFailure(stack);
     await stack.ollama.setFault({ kind: "down" });
 
-    const outcome = await runImageJob(stack, { jobId: "down", request: "draw a sailing boat", steps: 2, sdEnv: { FAKE_SD_STEP_MS: "5" } });
-    expect(outcome.kind, describeOutcome(outcome)).toBe("done");
-    if (outcome.kind !== "done") return;
-    expect(outcome.refined.fellBack).toBe(true);
-    expect(outcome.refined.prompt).toContain("sailing boat");
-    expect(outcome.release.kind).toBe("llm_reload_failed");
-    await withTimeout(stack.scheduler.whenSettled(), 5_000, "whenSettled");
-    expect(readSpawns(stack.dirs.gpuDir)).toHaveLength(1);
+    const run = await runJob(stack, { request: "draw a sailing boat", steps: 2 });
+    expect(run.outcome.kind, describeRun(run)).toBe("images");
+    if (run.outcome.kind !== "images") return;
+    expect(run.outcome.refined?.fellBack).toBe(true);
+    expect(run.outcome.refined?.prompt).toContain("sailing boat");
+    expect(run.release).toBe("llm_reload_failed");
+    expect(run.state.warnings?.some((w) => w.startsWith("The LLM could not be reloaded"))).toBe(true);
+    await withTimeout(stack.deps.scheduler.whenSettled(), 5_000, "whenSettled");
+    expect(readSpawns(stack.gpuDir)).toHaveLength(1);
     expectCleanGpu(stack);
 
     // Ollama is back: the next job reloads the LLM first, then swaps as usual.
     await stack.ollama.setFault(null);
-    const next = await runImageJob(stack, { jobId: "up", request: "draw a sailing boat", steps: 2, sdEnv: { FAKE_SD_STEP_MS: "5" } });
-    expect(next.kind, describeOutcome(next)).toBe("done");
-    if (next.kind === "done") expect(next.refined.fellBack).toBe(false);
-    await withTimeout(stack.scheduler.whenSettled(), 5_000, "whenSettled");
+    const next = await runJob(stack, { request: "draw a sailing boat", steps: 2 });
+    expect(next.outcome.kind, describeRun(next)).toBe("images");
+    if (next.outcome.kind === "images") expect(next.outcome.refined?.fellBack).toBe(false);
+    await withTimeout(stack.deps.scheduler.whenSettled(), 5_000, "whenSettled");
     expectCleanGpu(stack);
     expect(stack.ollama.listed()).toEqual([LLM_MODEL]);
   });
 
   it("sd-cli crashes mid-sampling: the job fails, the next one still runs, the LLM is reloaded once", async () => {
-    const stack = await stackFor({ unloadLingerMs: 150 });
+    // The double dies at its 3rd step: the 4-step job crashes, the 2-step one never gets there.
+    const stack = await stackFor({ ollama: { unloadLingerMs: 150 }, sdEnv: { FAKE_SD_STEP_MS: "20", FAKE_SD_CRASH_AT_STEP: "3" } });
     reportOnFailure(stack);
     const steps: number[] = [];
     const [crashed, after] = await Promise.all([
-      runImageJob(stack, {
-        jobId: "crash",
+      runJob(stack, {
         request: "draw a volcano erupting",
         steps: 4,
-        sdEnv: { FAKE_SD_STEP_MS: "20", FAKE_SD_CRASH_AT_STEP: "3" },
-        onSdEvent: (event) => {
+        onEvent: (event) => {
           const step = stepOf(event);
           if (step !== undefined) steps.push(step);
         },
       }),
-      sleep(20).then(() => runImageJob(stack, { jobId: "after", request: "draw a quiet lake", steps: 2, sdEnv: { FAKE_SD_STEP_MS: "5" } })),
+      sleep(20).then(() => runJob(stack, { request: "draw a quiet lake", steps: 2 })),
     ]);
-    expect(crashed.kind, describeOutcome(crashed)).toBe("failed");
-    if (crashed.kind !== "failed") return;
-    expect(crashed.stage).toBe("generate");
-    expect(crashed.error).toBeInstanceOf(SdProcessError);
+    expect(crashed.outcome.kind, describeRun(crashed)).toBe("failed");
+    if (crashed.outcome.kind !== "failed") return;
+    expect(crashed.answeredAt).toBe("generate");
+    expect(crashed.outcome.error).toMatchObject({ code: "sd_failed", node: "diffuse" });
+    expect(crashed.outcome.error.message).toContain("CUDA error");
     expect(steps).toEqual([1, 2]);
-    expect(after.kind, describeOutcome(after)).toBe("done");
+    expect(after.outcome.kind, describeRun(after)).toBe("images");
 
-    await withTimeout(stack.scheduler.whenSettled(), 5_000, "whenSettled");
+    await withTimeout(stack.deps.scheduler.whenSettled(), 5_000, "whenSettled");
     expectCleanGpu(stack);
     expect(stack.ollama.listed()).toEqual([LLM_MODEL]);
-    const stats = stack.scheduler.stats();
+    const stats = stack.deps.scheduler.stats();
     expect(stats.reloads.count).toBe(stats.diffusionBatches.count);
     expect(stack.ollama.stats.load).toBe(stats.diffusionBatches.count);
   });
 });
-
-function describeOutcome(outcome: ImageJobOutcome | undefined): string {
-  if (!outcome) return "no outcome";
-  if (outcome.kind === "done") return `done (fellBack ${outcome.refined.fellBack}, release ${outcome.release.kind})`;
-  const error = outcome.error;
-  const name = error instanceof SdError || error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-  return `failed at ${outcome.stage}: ${name}`;
-}

@@ -59,7 +59,7 @@ function step(current: number, total: number, secondsPerStep: number, image = 1)
 
 function imagesOutcome(model: string, count = 1): JobOutcome {
   const images = Array.from({ length: count }, (_, index) => ({ path: `/out/${index}.png`, seed: 1 + index, width: 64, height: 64, index }));
-  return { kind: "images", images, model, params: { steps: 3 } as never, refined: undefined, warnings: [] };
+  return { kind: "images", images, model, prompt: "a red fox", negativePrompt: "", params: { steps: 3 } as never, refined: undefined, warnings: [] };
 }
 
 const outcomeEvent = (outcome: JobOutcome): JobEvent => ({ type: "outcome", outcome, seq: ++seq }) as JobEvent;

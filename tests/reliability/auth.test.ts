@@ -23,7 +23,7 @@ let routes: { method: string; path: string }[];
 
 beforeAll(async () => {
   s = await startReliabilityStack({ env: { LOG_LEVEL: "silent" }, server: { apiKey } });
-  const app = createApp(s.stack.deps, { apiKey, log: () => undefined });
+  const app = createApp(s.runner, { apiKey, log: () => undefined });
   const seen = new Map<string, { method: string; path: string }>();
   for (const route of app.routes) {
     // `app.use` middleware shows up as ALL on a wildcard pattern: not a route of its own.

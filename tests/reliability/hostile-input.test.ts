@@ -46,7 +46,7 @@ const runs = (n: number) => n * soakFactor;
 
 /** The routes the app declares (middleware entries are `ALL` patterns, left out). */
 function declaredRoutes(stack: ReliabilityStack): RouteTarget[] {
-  const app = createApp(stack.stack.deps, { log: () => undefined });
+  const app = createApp(stack.runner, { log: () => undefined });
   const seen = new Map<string, RouteTarget>();
   for (const route of app.routes) {
     if (route.method === "ALL") continue;

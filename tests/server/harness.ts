@@ -1,55 +1,24 @@
 import OpenAI from "openai";
 import { PNG } from "pngjs";
-import { startServer, type RunningServer, type StartServerOptions } from "../../src/server/index.js";
-import { startStack, type Stack } from "../graph/harness.js";
-import type { FakeOllamaOptions } from "../fakes/ollama-server.js";
+import type { RunningServer, StartServerOptions } from "../../src/server/index.js";
+import { startStack, type ServedStack, type StackOptions } from "../helpers/stack.js";
 
 /**
- * The real server on port 0 in front of the graph harness's stack (fake Ollama, sd-cli
- * double, simulated GPU), with the official OpenAI SDK as a client.
+ * The real server on port 0 in front of the stack bootstrap builds (tests/helpers/stack.ts:
+ * fake Ollama, sd-cli double, simulated GPU), with the official OpenAI SDK as a client.
  */
 export interface ServerStack {
-  stack: Stack;
+  stack: ServedStack;
   server: RunningServer;
   url: string;
   client: OpenAI;
   close(): Promise<void>;
 }
 
-export async function startServerStack(
-  options: {
-    ollama?: FakeOllamaOptions;
-    env?: Record<string, string>;
-    sdEnv?: Record<string, string>;
-    server?: StartServerOptions;
-  } = {},
-): Promise<ServerStack> {
-  const stack = await startStack({ ollama: options.ollama, env: options.env, sdEnv: options.sdEnv });
-  let server: RunningServer;
-  try {
-    server = await startServer(stack.deps, {
-      port: 0,
-      host: "127.0.0.1",
-      apiKey: undefined,
-      log: () => undefined,
-      shutdownGraceMs: 5_000,
-      ...options.server,
-    });
-  } catch (err) {
-    await stack.close();
-    throw err;
-  }
-  const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: options.server?.apiKey ?? "not-needed", maxRetries: 0, timeout: 20_000 });
-  return {
-    stack,
-    server,
-    url: server.url,
-    client,
-    async close() {
-      await server.close();
-      await stack.close();
-    },
-  };
+export async function startServerStack(options: StackOptions & { server?: StartServerOptions } = {}): Promise<ServerStack> {
+  const stack = await startStack({ ...options, server: { apiKey: undefined, ...options.server } });
+  const client = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: options.server?.apiKey ?? "not-needed", maxRetries: 0, timeout: 20_000 });
+  return { stack, server: stack.server, url: stack.url, client, close: () => stack.close() };
 }
 
 export interface SseMessage {

@@ -24,6 +24,17 @@ const uploads = () => fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith("di
 const uploadsLeft = (before: string[]) => uploads().filter((f) => !before.includes(f));
 
 describe("POST /v1/images/generations (official openai SDK)", () => {
+  it("clip_skip reaches sd-cli as --clip-skip; a value out of range is a 400 naming clip_skip, and nothing runs", async () => {
+    s = await startServerStack();
+    await s.client.images.generate({ prompt: "a red fox", size: "64x64", steps: 2, clip_skip: 2 } as Generate);
+    const [spawn] = readSpawns(s.stack.gpuDir);
+    expect(spawn?.argv[spawn.argv.indexOf("--clip-skip") + 1]).toBe("2");
+
+    const refused = await s.client.images.generate({ prompt: "a red fox", size: "64x64", clip_skip: 0 } as Generate).catch((e: unknown) => e);
+    expect(refused).toMatchObject({ status: 400, param: "clip_skip" });
+    expect(readSpawns(s.stack.gpuDir)).toHaveLength(1);
+  });
+
   it("b64_json: a real PNG of the requested size, with the refined prompt as revised_prompt", async () => {
     s = await startServerStack();
     const res = await s.client.images.generate({ prompt: "a red fox", model: "dall-e-3", size: "64x64", steps: 3 } as Generate);

@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import { afterEach, expect, it } from "vitest";
 import { createApp } from "../../src/server/index.js";
-import { startStack, type Stack } from "../graph/harness.js";
+import { startStack, type Stack } from "../helpers/stack.js";
 
 let stack: Stack | undefined;
 afterEach(async () => {
@@ -13,7 +13,7 @@ it("mounted at / in the LangGraph dev server, the API key guards DiffuGen's rout
   stack = await startStack();
   // What langgraph.json `http.app` does: the dev server routes our app first, then its own API.
   const devServer = new Hono();
-  devServer.route("/", createApp(stack.deps, { apiKey: "sekrit" }));
+  devServer.route("/", createApp(stack.runner, { apiKey: "sekrit" }));
   devServer.get("/threads/search", (c) => c.json([]));
   devServer.post("/runs/wait", (c) => c.json({ ok: true }));
 

@@ -6,7 +6,7 @@ import { Client } from "@langchain/langgraph-sdk";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { DiffugenStateValue } from "../../graphs/diffugen/state.js";
 import type { ProgressEvent } from "../../src/events/progress-event.js";
-import { readViolations } from "../fakes/fake-gpu.mjs";
+import { readViolations, runningDiffusions } from "../fakes/fake-gpu.mjs";
 import { startFakeOllama, type FakeOllama } from "../fakes/ollama-server.js";
 import { sdCliDouble } from "../graph/harness.js";
 import { freePort, readRepoConfig, startDevServer, writeTestConfig, type DevServer } from "./dev-server.js";
@@ -73,13 +73,18 @@ afterAll(async () => {
   }
 }, 30_000);
 
-it(`langgraphjs dev runs the "${graphId}" graph for an SDK client: live progress, node updates, the image in state`, async ({
-  onTestFailed,
-}) => {
+/** An SDK client on a new thread; a failing test prints the dev server's log. */
+async function openThread(onTestFailed: (fn: () => void) => void) {
   const dev = server!;
   onTestFailed(() => console.error(`--- langgraphjs dev log ---\n${dev.log().slice(-20_000)}`));
   const client = new Client({ apiUrl: dev.url });
-  const thread = await client.threads.create();
+  return { client, thread: await client.threads.create() };
+}
+
+it(`langgraphjs dev runs the "${graphId}" graph for an SDK client: live progress, node updates, the image in state`, async ({
+  onTestFailed,
+}) => {
+  const { client, thread } = await openThread(onTestFailed);
 
   const events: ProgressEvent[] = [];
   const updates: Record<string, unknown>[] = [];
@@ -128,3 +133,35 @@ it(`langgraphjs dev runs the "${graphId}" graph for an SDK client: live progress
   expect(ollama!.stats.unload).toBeGreaterThanOrEqual(1);
   expect(ollama!.listed()).toContain(llm);
 }, 120_000);
+
+it("cancelling a Studio run mid-sampling stops sd-cli at once and brings the LLM back", async ({
+  onTestFailed,
+}) => {
+  const { client, thread } = await openThread(onTestFailed);
+  const unloadsBefore = ollama!.stats.unload;
+
+  let runId: string | undefined;
+  let cancelled = false;
+  for await (const chunk of client.runs.stream(thread.thread_id, graphId, {
+    input: { request: { prompt: "a slow fox", width: 64, height: 64, steps: 60 } },
+    streamMode: ["custom"],
+  })) {
+    if (chunk.event === "metadata") runId = (chunk.data as { run_id: string }).run_id;
+    const event = chunk.data as ProgressEvent;
+    if (!cancelled && chunk.event === "custom" && event.kind === "status" && event.step?.current === 2) {
+      cancelled = true;
+      await client.runs.cancel(thread.thread_id, runId!);
+    }
+  }
+  expect(cancelled).toBe(true);
+
+  // sd-cli is gone and the LLM is resident again, well before the 60 steps (3 s) would end.
+  const deadline = Date.now() + 10_000;
+  while ((runningDiffusions(gpuDir).length > 0 || !ollama!.listed().includes(llm)) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  expect(runningDiffusions(gpuDir)).toEqual([]);
+  expect(ollama!.listed()).toContain(llm);
+  expect(ollama!.stats.unload).toBeGreaterThan(unloadsBefore);
+  expect(readViolations(gpuDir)).toEqual([]);
+}, 60_000);

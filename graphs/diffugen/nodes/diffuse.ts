@@ -1,8 +1,7 @@
 import { generateImages, outputTagFor } from "../../../src/diffusion/index.js";
 import { progressIn } from "../../../src/events/progress-event.js";
-import { leaseBook, nodeKit, throwIfCancelled, type NodeRuntime } from "../node-kit.js";
+import { nodeKit, type NodeRuntime } from "../node-kit.js";
 import { fromSdEvent } from "../progress.js";
-import { requestFromParams } from "../request-from-params.js";
 import type { DiffugenStateUpdate, DiffugenStateValue, GeneratedImage } from "../state.js";
 
 /**
@@ -12,16 +11,19 @@ import type { DiffugenStateUpdate, DiffugenStateValue, GeneratedImage } from "..
  */
 export async function diffuse(state: DiffugenStateValue, runtime: NodeRuntime): Promise<DiffugenStateUpdate> {
   const kit = nodeKit("diffuse", state, runtime);
-  const { params } = state;
+  const { params, model } = state;
   try {
     // From here on this node alone gives the GPU back, once sd-cli has exited.
-    if (!leaseBook.claim(kit.jobId)) throw new Error("diffuse ran without a GPU lease");
+    if (!kit.lease.claim()) throw new Error("diffuse ran without a GPU lease");
     // refine resolved every parameter, the refined prompt included.
-    if (!params) throw new Error("diffuse ran before refine resolved the request");
+    if (!params || !model) throw new Error("diffuse ran before refine resolved the request");
+    // The paths of the weights, checked again: they are the files sd-cli opens now.
+    const files = kit.deps.registry.assertFilesPresent(kit.deps.registry.resolve(model));
     const result = await generateImages(
-      requestFromParams(params, state.model),
-      kit.deps,
+      params,
+      files,
       {
+        sd: kit.deps.config.sd,
         signal: runtime.signal,
         outputTag: outputTagFor(kit.jobId),
         preview: kit.deps.preview,
@@ -50,11 +52,11 @@ export async function diffuse(state: DiffugenStateValue, runtime: NodeRuntime): 
         ...image,
       });
     }
-    return { images, params: result.params, timings: kit.timed() };
+    return { images, timings: kit.timed() };
   } catch (err) {
-    throwIfCancelled(runtime);
+    kit.throwIfCancelled();
     return kit.fail(err);
   } finally {
-    void leaseBook.release(kit.jobId);
+    void kit.lease.release();
   }
 }

@@ -1,17 +1,17 @@
 import { randomUUID } from "node:crypto";
-import { resolveGenerationParams, type GenerationParams } from "../../../src/diffusion/index.js";
+import { resolveGenerationParams, withPrompt, type GenerationParams } from "../../../src/diffusion/index.js";
 import type { GpuLease } from "../../../src/gpu/index.js";
 import type { ChatDecision, RefinedPrompt, RefineInput } from "../../../src/llm/index.js";
 import type { ModelEntry } from "../../../src/models/index.js";
-import { nodeKit, throwIfCancelled, type NodeKit, type NodeRuntime } from "../node-kit.js";
-import { fromGpuEvent, seconds, status, warning } from "../progress.js";
-import { requestFromParams } from "../request-from-params.js";
+import { nodeKit, type NodeKit, type NodeRuntime } from "../node-kit.js";
+import { drawingWith, fromGpuEvent, seconds, status, warning } from "../progress.js";
 import type { DiffugenStateUpdate, DiffugenStateValue } from "../state.js";
 
 /**
- * refine: check the request, then let the LLM turn it into a good prompt (image mode) or
- * decide between drawing and replying (chat mode). Everything that can be checked is
- * checked here, before the LLM leaves VRAM for a request that could never be drawn.
+ * refine: let the LLM turn the request into a good prompt (image mode) or decide between
+ * drawing and replying (chat mode). A run started through the job runner comes with its
+ * parameters resolved at admission; a run without them (LangGraph Studio) is checked
+ * here, before the LLM leaves VRAM for a request that could never be drawn.
  */
 export async function refine(state: DiffugenStateValue, runtime: NodeRuntime): Promise<DiffugenStateUpdate> {
   const jobId = state.jobId ?? randomUUID();
@@ -30,9 +30,14 @@ export async function refine(state: DiffugenStateValue, runtime: NodeRuntime): P
   let entry: ModelEntry;
   let params: GenerationParams;
   try {
-    entry = kit.deps.registry.resolve(state.request.model);
-    params = resolveGenerationParams(state.request, entry);
-    if (state.mode === "image") kit.deps.registry.assertFilesPresent(entry);
+    if (state.params && state.model) {
+      entry = kit.deps.registry.resolve(state.model);
+      params = state.params;
+    } else {
+      entry = kit.deps.registry.resolve(state.request.model);
+      params = resolveGenerationParams(state.request, entry);
+      if (state.mode === "image") kit.deps.registry.assertFilesPresent(entry);
+    }
   } catch (err) {
     return { ...fresh, ...kit.fail(err) };
   }
@@ -47,6 +52,7 @@ export async function refine(state: DiffugenStateValue, runtime: NodeRuntime): P
   if (state.mode === "image" && !state.refinePrompt) {
     const refined = { prompt: params.prompt, negativePrompt: params.negativePrompt, fellBack: false };
     kit.emit({ ...status("refining", "Using the prompt as written", 1), kind: "refined", ...refined });
+    kit.emit(drawingWith(entry.name, params));
     return { ...fresh, intent: "draw", refined, model: entry.name, params, timings: kit.timed() };
   }
 
@@ -59,7 +65,7 @@ export async function refine(state: DiffugenStateValue, runtime: NodeRuntime): P
         : kit.deps.refiner.refine(input, runtime.signal).then((r): ChatDecision => ({ intent: "draw", ...r }));
     });
   } catch (err) {
-    throwIfCancelled(runtime);
+    kit.throwIfCancelled();
     return { ...fresh, ...kit.fail(err) };
   }
   const warnings = answer.warning ? [answer.warning] : [];
@@ -68,7 +74,7 @@ export async function refine(state: DiffugenStateValue, runtime: NodeRuntime): P
   if (answer.intent === "reply") {
     return { ...fresh, intent: "reply", replyText: answer.reply, warnings, timings: kit.timed() };
   }
-  return drawWith(answer, { kit, entry, params, fresh, warnings });
+  return drawWith(answer, { kit, entry, params, fresh, warnings, checkFiles: state.mode === "chat" });
 }
 
 /** Holds an LLM lease for the call: no LLM call may reach Ollama while an image job holds the GPU. */
@@ -90,20 +96,15 @@ async function withLlm<T>(kit: NodeKit, runtime: NodeRuntime, call: () => Promis
 
 function drawWith(
   answer: RefinedPrompt,
-  ctx: { kit: NodeKit; entry: ModelEntry; params: GenerationParams; fresh: DiffugenStateUpdate; warnings: string[] },
+  ctx: { kit: NodeKit; entry: ModelEntry; params: GenerationParams; fresh: DiffugenStateUpdate; warnings: string[]; checkFiles: boolean },
 ): DiffugenStateUpdate {
   const { kit, entry, fresh, warnings } = ctx;
   let params: GenerationParams;
   try {
-    // The same checks on the words the LLM wrote; the seed drawn above stays.
-    params = {
-      ...resolveGenerationParams(
-        { ...requestFromParams(ctx.params), prompt: answer.prompt, negativePrompt: answer.negativePrompt },
-        entry,
-      ),
-      randomSeed: ctx.params.randomSeed,
-    };
-    kit.deps.registry.assertFilesPresent(entry);
+    // The words the LLM wrote are checked like the user's; every other value stays.
+    params = withPrompt(ctx.params, answer.prompt, answer.negativePrompt);
+    // A chat turn was admitted before anyone knew it would draw: its weights are checked now.
+    if (ctx.checkFiles) kit.deps.registry.assertFilesPresent(entry);
   } catch (err) {
     return { ...fresh, ...kit.fail(err), warnings };
   }
@@ -115,5 +116,6 @@ function drawWith(
     negativePrompt: refined.negativePrompt,
     fellBack: refined.fellBack,
   });
+  kit.emit(drawingWith(entry.name, params));
   return { ...fresh, intent: "draw", refined, model: entry.name, params, warnings, timings: kit.timed() };
 }

@@ -1,4 +1,4 @@
-import { nodeKit, leaseBook, type NodeRuntime } from "../node-kit.js";
+import { nodeKit, type NodeRuntime } from "../node-kit.js";
 import { seconds, status, warning } from "../progress.js";
 import type { DiffugenStateUpdate, DiffugenStateValue } from "../state.js";
 
@@ -9,7 +9,7 @@ import type { DiffugenStateUpdate, DiffugenStateValue } from "../state.js";
  */
 export async function reload(state: DiffugenStateValue, runtime: NodeRuntime): Promise<DiffugenStateUpdate> {
   const kit = nodeKit("reload", state, runtime);
-  const outcome = leaseBook.takeOutcome(kit.jobId);
+  const outcome = kit.lease.takeOutcome();
   const warnings = [...state.warnings];
   if (outcome) {
     kit.emit(status("reloading_llm", `Bringing ${kit.deps.config.llm.model} back into VRAM`));

@@ -1,4 +1,4 @@
-import { leaseBook, nodeKit, throwIfCancelled, type NodeRuntime } from "../node-kit.js";
+import { nodeKit, type NodeRuntime } from "../node-kit.js";
 import { progressIn } from "../../../src/events/progress-event.js";
 import { fromGpuEvent } from "../progress.js";
 import type { DiffugenStateUpdate, DiffugenStateValue } from "../state.js";
@@ -19,9 +19,9 @@ export async function unload(state: DiffugenStateValue, runtime: NodeRuntime): P
         if (progress) kit.emit(progress);
       },
     });
-    leaseBook.hold(kit.jobId, lease, kit.runSignal);
+    kit.lease.hold(lease);
   } catch (err) {
-    throwIfCancelled(runtime);
+    kit.throwIfCancelled();
     // Nothing is held: the scheduler has already put the LLM back if it had moved it.
     return kit.fail(err);
   }

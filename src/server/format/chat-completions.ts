@@ -1,5 +1,4 @@
-import type { GenerationParams } from "../../diffusion/index.js";
-import type { ProgressEvent } from "../../events/progress-event.js";
+import type { DrawingParams, ProgressEvent } from "../../events/progress-event.js";
 
 /**
  * ProgressEvent → OpenAI chat completion chunks, with OpenWebUI's extensions
@@ -62,7 +61,7 @@ export function chatCompletion(meta: ChunkMeta, message: { content: string; reas
   };
 }
 
-const maxStatusLength = 160;
+export const maxStatusLength = 160;
 
 /** The status-line text for an event, or undefined for events shown another way. */
 export function describeForStatus(event: ProgressEvent): string | undefined {
@@ -94,7 +93,7 @@ export function reasoningForRefined(prompt: string, negativePrompt: string, fell
   return lines.join("\n") + "\n";
 }
 
-export function describeParams(model: string, params: GenerationParams): string {
+export function describeParams(model: string, params: DrawingParams): string {
   const parts = [
     model,
     `${params.width}×${params.height}`,
@@ -108,7 +107,7 @@ export function describeParams(model: string, params: GenerationParams): string 
   return parts.join(" · ");
 }
 
-export function reasoningForParams(model: string, params: GenerationParams): string {
+export function reasoningForParams(model: string, params: DrawingParams): string {
   return `Model: ${describeParams(model, params)}\n`;
 }
 

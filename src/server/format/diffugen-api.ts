@@ -1,10 +1,12 @@
-import type { GenerationParams } from "../../diffusion/index.js";
-import type { Phase, ProgressEvent } from "../../events/progress-event.js";
+import { phaseBands, type Phase, type ProgressEvent } from "../../events/progress-event.js";
+import { imageUrl } from "../image-links.js";
 import { imageMarkdown } from "./chat-completions.js";
+import type { ImagesOutcome } from "./outcomes.js";
 
 /**
  * ProgressEvent → the original DiffuGen API (REFERENCE.md §5). Its clients know seven
- * phases with fixed bands; ours are finer, so each maps into one of theirs:
+ * phases with fixed bands; ours are finer, so each maps into one of theirs (our bands as
+ * phaseBands has them today; the mapping reads them from there):
  *
  *   ours                                   theirs
  *   queued, refining          0-10    →    initializing     0-5
@@ -30,33 +32,56 @@ export interface SeedProgress {
 const clamp01 = (x: number) => Math.min(1, Math.max(0, x));
 const round1 = (x: number) => Math.round(x * 10) / 10;
 
+/**
+ * Where each group of our phases lands in their bands. Ours are read from phaseBands (the
+ * one table), so the two cannot drift; theirs are fixed by their clients.
+ */
+const seedBands: { ours: readonly Phase[]; theirs: SeedPhase; to: readonly [number, number] }[] = [
+  { ours: ["queued", "refining"], theirs: "initializing", to: [0, 5] },
+  { ours: ["unloading_llm"], theirs: "loading_model", to: [5, 10] },
+  // Model loading finishes their loading_model band, then fills `preparing`.
+  { ours: ["loading_model"], theirs: "loading_model", to: [10, 20] },
+  { ours: ["sampling"], theirs: "generating", to: [20, 90] },
+  // Their 100 is `complete`.
+  { ours: ["decoding", "saving", "reloading_llm"], theirs: "post_processing", to: [90, 99] },
+];
+
+/** Where their `preparing` band starts. */
+const preparingFrom = 15;
+
+interface SeedBand {
+  theirs: SeedPhase;
+  /** Our span: from the first phase's start to the last one's end. */
+  from: number;
+  until: number;
+  to: readonly [number, number];
+}
+
+const bandOf = new Map<Phase, SeedBand>(
+  seedBands.flatMap(({ ours, theirs, to }) => {
+    const band: SeedBand = {
+      theirs,
+      from: Math.min(...ours.map((phase) => phaseBands[phase][0])),
+      until: Math.max(...ours.map((phase) => phaseBands[phase][1])),
+      to,
+    };
+    return ours.map((phase) => [phase, band] as const);
+  }),
+);
+
 export function seedPhaseAndProgress(phase: Phase, progress: number): { phase: SeedPhase; progress: number } {
-  switch (phase) {
-    case "queued":
-    case "refining":
-      return { phase: "initializing", progress: round1(5 * clamp01(progress / 10)) };
-    case "unloading_llm":
-      return { phase: "loading_model", progress: round1(5 + 5 * clamp01((progress - 10) / 5)) };
-    case "loading_model": {
-      const mapped = round1(10 + 10 * clamp01((progress - 15) / 5));
-      return { phase: mapped < 15 ? "loading_model" : "preparing", progress: mapped };
-    }
-    case "sampling":
-      return { phase: "generating", progress: round1(20 + 70 * clamp01((progress - 20) / 70)) };
-    case "decoding":
-    case "saving":
-    case "reloading_llm":
-      return { phase: "post_processing", progress: round1(90 + 9 * clamp01((progress - 90) / 10)) };
-    case "complete":
-      return { phase: "complete", progress: 100 };
-    case "error":
-      return { phase: "error", progress: 100 };
-  }
+  if (phase === "complete" || phase === "error") return { phase, progress: 100 };
+  const band = bandOf.get(phase)!;
+  const [start, end] = band.to;
+  const fraction = band.until > band.from ? (progress - band.from) / (band.until - band.from) : 1;
+  const mapped = round1(start + (end - start) * clamp01(fraction));
+  return { phase: band.theirs === "loading_model" && mapped >= preparingFrom ? "preparing" : band.theirs, progress: mapped };
 }
 
 /** The seed API's progress event for ours (previews are not part of its protocol). */
 export function formatSeedProgress(event: ProgressEvent): SeedProgress | undefined {
-  if (event.kind === "preview") return undefined;
+  // Previews are not part of its protocol; the parameters come back in the result.
+  if (event.kind === "preview" || event.kind === "params") return undefined;
   const mapped = seedPhaseAndProgress(event.phase, event.progress);
   const step = event.kind === "status" ? event.step : undefined;
   return {
@@ -67,12 +92,6 @@ export function formatSeedProgress(event: ProgressEvent): SeedProgress | undefin
     eta_seconds: step?.etaSeconds ?? null,
     timestamp: new Date(event.at).toISOString(),
   };
-}
-
-export interface SeedImage {
-  path: string;
-  url: string;
-  seed: number;
 }
 
 export interface SeedResult {
@@ -90,15 +109,10 @@ export interface SeedResult {
   warnings: string[];
 }
 
-export function formatSeedResult(input: {
-  images: SeedImage[];
-  model: string;
-  prompt: string;
-  originalPrompt: string;
-  params: GenerationParams;
-  warnings: string[];
-}): SeedResult {
-  const { images, model, prompt, params } = input;
+/** The seed API's answer for the images: `base` for their links, `originalPrompt` the user's own words. */
+export function formatSeedResult(outcome: ImagesOutcome, base: string, originalPrompt: string): SeedResult {
+  const { model, prompt, params } = outcome;
+  const images = outcome.images.map((image) => ({ path: image.path, url: imageUrl(base, image.path), seed: image.seed }));
   const first = images[0]!;
   const markdown = [
     "Here's the image you requested:",
@@ -132,8 +146,8 @@ export function formatSeedResult(input: {
       negative_prompt: params.negativePrompt,
       ...(params.scheduler === undefined ? {} : { scheduler: params.scheduler }),
     },
-    original_prompt: input.originalPrompt,
+    original_prompt: originalPrompt,
     images: images.map((image) => ({ image_path: image.path, image_url: image.url, seed: image.seed })),
-    warnings: input.warnings,
+    warnings: outcome.warnings,
   };
 }

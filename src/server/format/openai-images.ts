@@ -1,4 +1,7 @@
 import { phaseBands, type ProgressEvent } from "../../events/progress-event.js";
+import { imageUrl } from "../image-links.js";
+import { base64Of, unixSeconds, type ImagesOutcome } from "./outcomes.js";
+import type { ImageData } from "./stream-formatter.js";
 
 /**
  * ProgressEvent → OpenAI image API objects (REFERENCE.md §3). Streaming clients (the
@@ -35,7 +38,8 @@ export interface ImageProgressObject {
 
 /** A small progress object for every event except the big ones (previews, images). */
 export function formatImageProgress(event: ProgressEvent): ImageProgressObject | undefined {
-  if (event.kind === "preview" || event.kind === "image" || event.kind === "error") return undefined;
+  // `params` only sets the size of what follows: the run's parameters come back with the image.
+  if (event.kind === "preview" || event.kind === "image" || event.kind === "error" || event.kind === "params") return undefined;
   const out: ImageProgressObject = { type: "diffugen.progress", phase: event.phase, progress: event.progress, message: event.message };
   if (event.kind === "status" && event.step) {
     out.step = { current: event.step.current, total: event.step.total, eta_seconds: event.step.etaSeconds ?? null };
@@ -78,6 +82,55 @@ export function formatCompletedImage(
     url: extra.url,
     seed: extra.seed,
     index: extra.index,
+  };
+}
+
+export type ResponseFormat = "url" | "b64_json";
+
+/**
+ * OpenAI's `data[]`: each image as a link or as base64 (`images`, read by the caller),
+ * with the prompt that drew it and its seed.
+ */
+export function openaiImageData(outcome: ImagesOutcome, responseFormat: ResponseFormat | undefined, base: string, images: ImageData) {
+  return outcome.images.map((image, i) => ({
+    ...(responseFormat === "url" ? { url: imageUrl(base, image.path) } : { b64_json: base64Of(images, i) }),
+    revised_prompt: outcome.prompt,
+    seed: image.seed,
+  }));
+}
+
+export interface ImagesBodyOptions {
+  responseFormat: ResponseFormat | undefined;
+  quality: string;
+  /** Where image links point (publicBaseUrl). */
+  base: string;
+  images: ImageData;
+  /** Epoch milliseconds (tests pin it). */
+  now: number;
+}
+
+/** The answer of POST /v1/images/generations (and edits) without `stream`. */
+export function openaiImagesBody(outcome: ImagesOutcome, options: ImagesBodyOptions) {
+  const first = outcome.images[0]!;
+  return {
+    created: unixSeconds(options.now),
+    data: openaiImageData(outcome, options.responseFormat, options.base, options.images),
+    background: "opaque",
+    output_format: "png",
+    quality: options.quality,
+    size: `${first.width}x${first.height}`,
+    usage: zeroImageUsage,
+  };
+}
+
+/** The same answer as the `done` event of POST /v1/images/generations/stream (the seed API's stream). */
+export function openaiImagesResult(outcome: ImagesOutcome, options: Omit<ImagesBodyOptions, "quality">) {
+  return {
+    created: unixSeconds(options.now),
+    data: openaiImageData(outcome, options.responseFormat, options.base, options.images),
+    output_format: "png",
+    size: `${outcome.params.width}x${outcome.params.height}`,
+    usage: zeroImageUsage,
   };
 }
 

@@ -4,11 +4,12 @@ import { z } from "zod";
 import { generationRequestSchema } from "../../diffusion/index.js";
 import { graphStreamModes, type GraphStreamMode, type JobInput, type RawJobInput } from "../../jobs/index.js";
 import { ApiError, invalidRequest } from "../errors.js";
-import { admit } from "../generation-fields.js";
+import { admit } from "../fields/admit.js";
+import { graphRunStream } from "../format/graph-stream.js";
 import { flag, parseWith, readJson } from "../http-input.js";
 import { startRequestJob } from "../request-job.js";
 import type { AppEnv, ServerContext } from "../server-context.js";
-import { sseResponse } from "../sse.js";
+import { streamJob } from "../sse.js";
 
 /**
  * The graph's own stream, for debuggers and custom UIs:
@@ -118,24 +119,6 @@ function chosenModes(snake: GraphStreamMode[] | undefined, camel: GraphStreamMod
 }
 
 function streamGraph(c: Context<AppEnv>, ctx: ServerContext, input: JobInput, streamModes: GraphStreamMode[]): Response {
-  const { job, bindStream } = startRequestJob(c, ctx, input, { streamModes });
-  return sseResponse(
-    c,
-    {
-      heartbeatMs: ctx.options.heartbeatMs,
-      log: ctx.options.log,
-      onError: async (err, sink) => {
-        await sink.send({ error: err instanceof Error ? err.message : String(err) }, "error");
-        await sink.send({ jobId: job.id, outcome: null }, "end");
-      },
-    },
-    async (sink) => {
-      bindStream(sink);
-      for await (const item of job.events) {
-        if (item.type === "chunk") await sink.send(item.chunk, item.mode);
-      }
-      const { outcome } = await job.finished;
-      await sink.send({ jobId: job.id, outcome }, "end");
-    },
-  );
+  const started = startRequestJob(c, ctx, input, { streamModes });
+  return streamJob(c, started, graphRunStream(started.job.id), ctx.options);
 }

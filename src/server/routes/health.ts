@@ -1,6 +1,7 @@
 import { Hono } from "hono";
-import { locateExecutable, sdCliVersion } from "../../jobs/index.js";
-import { checkOllama, OllamaControl, silentLlmLogger, type ResidentModel } from "../../llm/index.js";
+import { locateExecutable } from "../../config/index.js";
+import { sdCliVersion } from "../../diffusion/index.js";
+import { checkOllama, OllamaProbe, type ResidentModel } from "../../llm/index.js";
 import type { AppEnv, ServerContext } from "../server-context.js";
 
 /** Each Ollama request of a health check gives up after this long. */
@@ -16,14 +17,14 @@ const ollamaTimeoutMs = 2_000;
  */
 export function healthRoutes(ctx: ServerContext) {
   const { config, registry, scheduler, sdEnv } = ctx.deps;
-  // Only reads /api/ps: it never loads or unloads anything.
-  const ollamaControl = new OllamaControl(config.llm, { logger: silentLlmLogger, requestTimeoutMs: ollamaTimeoutMs });
+  // A probe, not the scheduler's residency: /health reads /api/ps and can unload nothing.
+  const ollamaProbe = new OllamaProbe(config.llm, { requestTimeoutMs: ollamaTimeoutMs });
   return new Hono<AppEnv>().get("/", async (c) => {
     const signal = c.var.clientSignal;
     const sdPath = locateExecutable(config.sd.bin);
     const [ollama, resident, sdVersion] = await Promise.all([
       checkOllama(config.llm, { timeoutMs: ollamaTimeoutMs, signal }),
-      ollamaControl.listResident(signal).then(
+      ollamaProbe.listResident(signal).then(
         (models): { models: ResidentModel[] | null; error?: string } => ({ models }),
         (err: unknown) => ({ models: null, error: err instanceof Error ? err.message : String(err) }),
       ),

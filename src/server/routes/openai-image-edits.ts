@@ -2,11 +2,13 @@ import { Hono } from "hono";
 import { z } from "zod";
 import type { JobInput } from "../../jobs/index.js";
 import { invalidRequest } from "../errors.js";
-import { admit, imageModelOf, openaiImageParams } from "../generation-fields.js";
-import { looseNumber, parseSize, parseWith } from "../http-input.js";
+import { admit } from "../fields/admit.js";
+import { shapeOf } from "../fields/field-table.js";
+import { imageModelOf, openaiEditFields, openaiEditParams } from "../fields/openai-fields.js";
+import { parseWith } from "../http-input.js";
 import type { AppEnv, ServerContext } from "../server-context.js";
 import { fitToGrid, saveImageUpload, type SavedUpload, type UploadedFile } from "../uploads.js";
-import { answerImageJob, imageJobInput, openaiImageOptions } from "./openai-images.js";
+import { answerImageJob, imageJobInput } from "./openai-images.js";
 
 /**
  * POST /v1/images/edits: OpenAI's multipart image edit, run as img2img. The upload becomes
@@ -16,8 +18,7 @@ import { answerImageJob, imageJobInput, openaiImageOptions } from "./openai-imag
 
 const editFields = z.object({
   prompt: z.string({ error: "prompt is required" }),
-  ...openaiImageOptions,
-  strength: looseNumber.optional(),
+  ...shapeOf(openaiEditFields),
 });
 
 export function openaiImageEditsRoutes(ctx: ServerContext) {
@@ -40,15 +41,15 @@ export function openaiImageEditsRoutes(ctx: ServerContext) {
     const upload = await saveImageUpload(file, { param: "image", maxBytes: ctx.options.maxBodyBytes });
     let input: JobInput;
     try {
-      const size = body.size === undefined || body.size === "auto" ? defaultSizeFor(ctx, body.model, upload) : parseSize(body.size);
-      const raw = imageJobInput(body.prompt, body, { ...size, initImage: upload.path, strength: body.strength });
-      input = admit(ctx, raw, { ...openaiImageParams, strength: "strength" });
+      // No size (or `auto`): the upload's own, on the model's grid.
+      const size = body.size === undefined || body.size === "auto" ? defaultSizeFor(ctx, body.model, upload) : {};
+      input = admit(ctx, imageJobInput(body.prompt, body, { ...size, initImage: upload.path }, openaiEditFields), openaiEditParams);
     } catch (err) {
       await upload.remove();
       throw err;
     }
     // sd-cli reads the file while the job runs: it is deleted once the run is over.
-    return answerImageJob(c, ctx, input, body, { prefix: "image_edit", release: upload.remove });
+    return answerImageJob(c, ctx, input, body, { prefix: "image_edit", params: openaiEditParams, release: upload.remove });
   });
 }
 

@@ -1,43 +1,27 @@
 import type { Context } from "hono";
 import { Hono } from "hono";
 import { z } from "zod";
-import { maxBatchCount } from "../../diffusion/index.js";
-import type { JobInput, JobOutcome } from "../../jobs/index.js";
-import { apiErrorFromRun, ApiError, invalidRequest } from "../errors.js";
-import {
-  formatCompletedImage,
-  formatImageProgress,
-  formatPartialImage,
-  formatStreamError,
-  PartialImagePicker,
-  zeroImageUsage,
-  type ImageEventPrefix,
-  type ImageMeta,
-} from "../format/openai-images.js";
-import { admit, extrasToRequest, generationExtras, imageModelOf, openaiImageParams } from "../generation-fields.js";
-import { flag, numeric, parseSize, readJson, sizeSchema } from "../http-input.js";
-import { imageUrl, publicBaseUrl, readBase64 } from "../image-links.js";
-import { startRequestJob, type RequestJob } from "../request-job.js";
+import type { JobInput, RawJobInput } from "../../jobs/index.js";
+import type { ParamNames } from "../errors.js";
+import { admit } from "../fields/admit.js";
+import { requestOf, shapeOf, type FieldTable, type RequestPart } from "../fields/field-table.js";
+import { openaiImageFields, openaiImageParams } from "../fields/openai-fields.js";
+import { openaiImageStream } from "../format/openai-image-stream.js";
+import { openaiImagesBody, type ImageEventPrefix } from "../format/openai-images.js";
+import { imagesOrThrow } from "../format/outcomes.js";
+import { parseSize, readJson } from "../http-input.js";
+import { publicBaseUrl } from "../image-links.js";
+import { imageDataOf, startRequestJob, type RequestJob } from "../request-job.js";
 import type { AppEnv, ServerContext } from "../server-context.js";
-import { sseResponse } from "../sse.js";
+import { streamJob } from "../sse.js";
 
 /**
  * POST /v1/images/generations: OpenAI's image API, as OpenWebUI's image button and the
  * official SDKs call it (REFERENCE.md §3-4), plus the diffusion extras.
  */
 
-export const openaiImageOptions = {
-  model: z.string().optional(),
-  n: numeric(z.number().int().min(1).max(10)).optional(),
-  size: sizeSchema.optional(),
-  quality: z.string().optional(),
-  response_format: z.enum(["url", "b64_json"]).optional(),
-  output_format: z.enum(["png"], { error: "only 'png' is supported" }).optional(),
-  background: z.enum(["auto", "opaque"], { error: "transparent backgrounds are not supported" }).optional(),
-  stream: flag().optional(),
-  partial_images: numeric(z.number().int().min(0).max(3)).optional(),
-  ...generationExtras,
-};
+/** The body's fields after `prompt` (the routes that take an OpenAI images body spread them). */
+export const openaiImageOptions = shapeOf(openaiImageFields);
 
 const generationBody = z.object({
   prompt: z.string({ error: "prompt is required and must be a string" }),
@@ -50,31 +34,26 @@ export function openaiImagesRoutes(ctx: ServerContext) {
   return new Hono<AppEnv>().post("/images/generations", async (c) => {
     const body = await readJson(c, generationBody);
     const input = admit(ctx, imageJobInput(body.prompt, body), openaiImageParams);
-    return answerImageJob(c, ctx, input, body, { prefix: "image_generation" });
+    return answerImageJob(c, ctx, input, body, { prefix: "image_generation", params: openaiImageParams });
   });
 }
 
-/** The job an OpenAI-style image request asks for. */
-export function imageJobInput(prompt: string, body: OpenAIImageOptions, more: Record<string, unknown> = {}) {
-  if (body.n !== undefined && body.n > maxBatchCount) {
-    throw invalidRequest(`n must be between 1 and ${maxBatchCount} on this server (got ${body.n})`, "n");
-  }
+/**
+ * The job an OpenAI-style image request asks for: its fields mapped by their table
+ * (`fields`, default the images table), `more` filled by the route itself.
+ */
+export function imageJobInput(prompt: string, body: OpenAIImageOptions, more: RequestPart = {}, fields: FieldTable = openaiImageFields): RawJobInput {
   return {
-    mode: "image" as const,
+    mode: "image",
     refinePrompt: body.refine ?? true,
-    request: {
-      prompt,
-      model: imageModelOf(body.model),
-      ...parseSize(body.size),
-      batchCount: body.n,
-      ...extrasToRequest(body),
-      ...more,
-    },
+    request: { prompt, ...requestOf(fields, body), ...more },
   };
 }
 
 export interface ImageJobOptions {
   prefix: ImageEventPrefix;
+  /** The route's names for request fields (from its table), for errors. */
+  params: ParamNames;
   /**
    * Called once when the job's inputs are no longer needed: after the run is over (the edit
    * route deletes its upload then), or at once if no run started.
@@ -94,78 +73,22 @@ export async function answerImageJob(
   const quality = body.quality ?? "auto";
   if (!body.stream) {
     const { job } = startReleasing(c, ctx, input, { events: false }, options.release);
-    const outcome = imagesOrThrow(await job.outcome);
-    const first = outcome.images[0]!;
-    const data = await Promise.all(
-      outcome.images.map(async (image) => ({
-        ...(body.response_format === "url" ? { url: imageUrl(base, image.path) } : { b64_json: await readBase64(image.path) }),
-        revised_prompt: outcome.refined?.prompt ?? outcome.params.prompt,
-        seed: image.seed,
-      })),
-    );
-    return c.json({
-      created: unixNow(),
-      data,
-      background: "opaque",
-      output_format: "png",
-      quality,
-      size: `${first.width}x${first.height}`,
-      usage: zeroImageUsage,
-    });
+    const outcome = imagesOrThrow(await job.outcome, options.params);
+    const images = body.response_format === "url" ? [] : await imageDataOf(outcome);
+    return c.json(openaiImagesBody(outcome, { responseFormat: body.response_format, quality, base, images, now: Date.now() }));
   }
 
-  const { job, bindStream } = startReleasing(c, ctx, input, {}, options.release);
-  const picker = new PartialImagePicker(body.partial_images ?? 0);
+  const started = startReleasing(c, ctx, input, {}, options.release);
   const requested = parseSize(body.size);
-  let meta: ImageMeta = {
+  const formatter = openaiImageStream({
+    prefix: options.prefix,
+    partialImages: body.partial_images ?? 0,
     size: requested.width ? `${requested.width}x${requested.height}` : "auto",
     quality,
-    background: "opaque",
-    outputFormat: "png",
-  };
-  return sseResponse(
-    c,
-    {
-      heartbeatMs: ctx.options.heartbeatMs,
-      log: ctx.options.log,
-      onError: (err, sink) => sink.send(formatStreamError(err instanceof Error ? err.message : String(err), "internal"), "error"),
-    },
-    async (sink) => {
-      bindStream(sink);
-      let endSeq: number | undefined;
-      for await (const item of job.events) {
-        if (item.type === "node" && item.node === "refine" && item.state.params) {
-          meta = { ...meta, size: `${item.state.params.width}x${item.state.params.height}` };
-        } else if (item.type === "progress") {
-          const event = item.event;
-          if (picker.take(event) && event.kind === "preview") {
-            await sink.send(formatPartialImage(options.prefix, event.pngBase64, picker.sent - 1, meta, unixNow()), `${options.prefix}.partial_image`, item.seq);
-          } else {
-            const progress = formatImageProgress(event);
-            if (progress) await sink.send(progress, progress.type, item.seq);
-          }
-        } else if (item.type === "outcome") {
-          endSeq = item.seq;
-          break;
-        }
-      }
-      const outcome = await job.outcome;
-      if (outcome.kind !== "images") {
-        const err = outcomeError(outcome);
-        await sink.send(formatStreamError(err.message, err.details.code ?? null, err.details.type), "error", endSeq);
-        return;
-      }
-      for (const image of outcome.images) {
-        const completed = formatCompletedImage(options.prefix, await readBase64(image.path), { ...meta, size: `${image.width}x${image.height}` }, unixNow(), {
-          revisedPrompt: outcome.refined?.prompt,
-          url: imageUrl(base, image.path),
-          seed: image.seed,
-          index: image.index,
-        });
-        await sink.send(completed, completed.type, endSeq);
-      }
-    },
-  );
+    base,
+    params: options.params,
+  });
+  return streamJob(c, started, formatter, ctx.options);
 }
 
 /** Starts the job; the edit route's upload is released once the run is over (or at once if it never starts). */
@@ -185,25 +108,4 @@ function startReleasing(
   }
   if (release) void started.job.finished.finally(release);
   return started;
-}
-
-/** The images of a finished job, or the API error for what happened instead. */
-export function imagesOrThrow(outcome: JobOutcome): Extract<JobOutcome, { kind: "images" }> {
-  if (outcome.kind === "images") return outcome;
-  throw outcomeError(outcome);
-}
-
-export function outcomeError(outcome: Exclude<JobOutcome, { kind: "images" }>, params = openaiImageParams): ApiError {
-  switch (outcome.kind) {
-    case "failed":
-      return apiErrorFromRun(outcome.error, { params });
-    case "cancelled":
-      return apiErrorFromRun({ code: "cancelled", message: `Cancelled: ${outcome.reason}`, node: "runner" });
-    case "reply":
-      return apiErrorFromRun({ code: "internal", message: "The run answered in words instead of drawing", node: "runner" });
-  }
-}
-
-export function unixNow(): number {
-  return Math.floor(Date.now() / 1000);
 }

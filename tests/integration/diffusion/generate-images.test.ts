@@ -11,9 +11,15 @@ import {
   SdTimeoutError,
   completePngInfo,
   generateImages,
+  parseGenerationRequest,
+  resolveGenerationParams,
+  type GenerateImagesOptions,
+  type GenerationParams,
+  type GenerationResult,
   type SdEvent,
   type SdPreviewEvent,
 } from "../../../src/diffusion/index.js";
+import type { ModelFile } from "../../../src/models/index.js";
 import { ModelFilesMissingError } from "../../../src/models/index.js";
 import { readSpawns, readViolations } from "../../fakes/fake-gpu.mjs";
 import { isAlive, listFiles, makeSandbox, repoRoot, type Sandbox } from "./helpers.js";
@@ -27,18 +33,39 @@ beforeEach(() => {
 });
 afterEach(() => sb.cleanup());
 
-/** Runs generateImages against the double, recording every event. */
+/**
+ * A request as a caller resolves it before generateImages: parsed, the model's defaults
+ * filled in and the seed drawn (resolveGenerationParams), the weights checked on disk.
+ */
+function resolve(request: Record<string, unknown>): { model: string; params: GenerationParams; files: ModelFile[] } {
+  const entry = sb.registry.resolve(request.model as string | undefined);
+  const params = resolveGenerationParams(parseGenerationRequest(request), entry);
+  return { model: entry.name, params, files: sb.registry.assertFilesPresent(entry) };
+}
+
+/** What a run drew with (the resolved request), beside what generateImages returned. */
+type Run = GenerationResult & { resolved: { model: string; params: GenerationParams } };
+
+/**
+ * Resolves the request and runs generateImages against the double, recording every event.
+ * A request refused while resolving rejects `promise`, as one refused by generateImages does.
+ */
 async function run(
-  request: Parameters<typeof generateImages>[0],
+  request: Record<string, unknown>,
   env: Record<string, string> = {},
-  options: Omit<NonNullable<Parameters<typeof generateImages>[2]>, "env" | "onEvent"> = {},
+  options: Omit<GenerateImagesOptions, "sd" | "env" | "onEvent"> = {},
 ) {
   const events: SdEvent[] = [];
-  const promise = generateImages(request, sb, {
-    ...options,
-    env: { FAKE_SD_STEP_MS: "5", FAKE_SD_LOAD_MS: "5", FAKE_SD_DECODE_MS: "5", FAKE_GPU_DIR: sb.gpuDir, ...env },
-    onEvent: (e) => events.push(e),
-  });
+  const promise = (async (): Promise<Run> => {
+    const { model, params, files } = resolve(request);
+    const result = await generateImages(params, files, {
+      sd: sb.config.sd,
+      ...options,
+      env: { FAKE_SD_STEP_MS: "5", FAKE_SD_LOAD_MS: "5", FAKE_SD_DECODE_MS: "5", FAKE_GPU_DIR: sb.gpuDir, ...env },
+      onEvent: (e) => events.push(e),
+    });
+    return { ...result, resolved: { model, params } };
+  })();
   return { events, promise };
 }
 
@@ -57,7 +84,7 @@ describe("generateImages against the sd-cli double", () => {
     const { events, promise } = await run(small);
     const result = await promise;
 
-    expect(result.model).toBe("sd15");
+    expect(result.resolved.model).toBe("sd15");
     expect(result.seeds).toEqual([42]);
     expect(result.images).toHaveLength(1);
     const [image] = result.images;
@@ -111,9 +138,9 @@ describe("generateImages against the sd-cli double", () => {
   it("draws a random seed itself, passes it, and reports it", async () => {
     const { seed: _, ...request } = small;
     const result = await (await run(request)).promise;
-    expect(result.params.randomSeed).toBe(true);
-    expect(result.seeds).toEqual([result.params.seed]);
-    expect(result.argv[result.argv.indexOf("-s") + 1]).toBe(String(result.params.seed));
+    expect(result.resolved.params.randomSeed).toBe(true);
+    expect(result.seeds).toEqual([result.resolved.params.seed]);
+    expect(result.argv[result.argv.indexOf("-s") + 1]).toBe(String(result.resolved.params.seed));
   });
 
   it("runs img2img from an init image", async () => {
@@ -201,7 +228,9 @@ describe("generateImages against the sd-cli double", () => {
   it("stops sd-cli mid-sampling on abort: process gone, no output, no preview", async () => {
     const controller = new AbortController();
     const events: SdEvent[] = [];
-    const promise = generateImages({ ...small, steps: 20 }, sb, {
+    const { params, files } = resolve({ ...small, steps: 20 });
+    const promise = generateImages(params, files, {
+      sd: sb.config.sd,
       env: { FAKE_SD_STEP_MS: "100", FAKE_SD_LOAD_MS: "5", FAKE_GPU_DIR: sb.gpuDir },
       preview: "proj",
       signal: controller.signal,
@@ -223,7 +252,9 @@ describe("generateImages against the sd-cli double", () => {
 
   it("ends sd-cli and rethrows when an event listener throws", async () => {
     const events: SdEvent[] = [];
-    const promise = generateImages({ ...small, steps: 20 }, sb, {
+    const { params, files } = resolve({ ...small, steps: 20 });
+    const promise = generateImages(params, files, {
+      sd: sb.config.sd,
       env: { FAKE_SD_STEP_MS: "50" },
       onEvent: (e) => {
         events.push(e);
@@ -259,7 +290,7 @@ describe("what is refused before anything is spawned", () => {
 
   it("invalid params", async () => {
     for (const bad of [{ width: 100 }, { steps: 0 }, { steps: "abc" }, { cfgScale: 99 }, { prompt: "a\0b" }]) {
-      const { promise } = await run({ ...small, ...bad } as Parameters<typeof generateImages>[0]);
+      const { promise } = await run({ ...small, ...bad });
       await expect(promise).rejects.toBeInstanceOf(InvalidGenerationParamsError);
     }
     expect(readSpawns(sb.gpuDir)).toEqual([]);
@@ -277,9 +308,8 @@ describe("what is refused before anything is spawned", () => {
 
   it("an sd-cli binary that does not exist: SdSpawnError naming it", async () => {
     const bin = path.join(sb.dir, "no-such-sd-cli");
-    const error = await generateImages(small, { ...sb, config: { ...sb.config, sd: { ...sb.config.sd, bin } } }).catch(
-      (e: unknown) => e,
-    );
+    const { params, files } = resolve(small);
+    const error = await generateImages(params, files, { sd: { ...sb.config.sd, bin } }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(SdSpawnError);
     expect((error as Error).message).toContain(bin);
     expect((error as SdSpawnError).code).toBe("ENOENT");

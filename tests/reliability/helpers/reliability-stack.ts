@@ -1,15 +1,18 @@
 import fs from "node:fs";
 import type { JobRunner } from "../../../src/jobs/index.js";
 import type { StartServerOptions } from "../../../src/server/index.js";
-import { isAlive, readSpawns, readViolations } from "../../fakes/fake-gpu.mjs";
-import type { Stack } from "../../graph/harness.js";
-import { startServerStack, type ServerStack } from "../../server/harness.js";
+import { readViolations } from "../../fakes/fake-gpu.mjs";
+import { aliveDoubles, type Stack } from "../../helpers/stack.js";
+import { withTimeout } from "../../helpers/timing.js";
 import { until } from "../../helpers/until.js";
+import { startServerStack, type ServerStack } from "../../server/harness.js";
+
+export { withTimeout };
 
 /**
- * The real server (port 0) in front of the graph harness's stack (fake Ollama, sd-cli
- * double, one simulated GPU), with its job runner in reach so a test can see every job end.
- * The double runs fast (a few ms a step) and every image is 64x64: what is tested is what
+ * The real server (port 0) in front of the stack bootstrap builds (tests/helpers/stack.ts:
+ * fake Ollama, sd-cli double, one simulated GPU), with its job runner in reach so a test
+ * can see every job end. The double runs fast (a few ms a step) and every image is 64x64: what is tested is what
  * happens around sd-cli, not how long it takes.
  */
 
@@ -39,50 +42,20 @@ export interface ReliabilityStack extends ServerStack {
   runner: JobRunner;
 }
 
-/** startServerStack with fast sd-cli steps, which also ends any sd-cli double left alive. */
+/**
+ * startServerStack with fast sd-cli steps. Its close ends any sd-cli double left alive too
+ * (an orphan the assertions have reported already must not outlive the test).
+ */
 export async function startReliabilityStack(
-  options: Parameters<typeof startServerStack>[0] & { server?: Omit<StartServerOptions, "runner"> } = {},
+  options: Parameters<typeof startServerStack>[0] & { server?: StartServerOptions } = {},
 ): Promise<ReliabilityStack> {
   const s = await startServerStack({ ...options, sdEnv: { ...fastSd, ...options.sdEnv } });
-  return {
-    ...s,
-    runner: s.server.runner,
-    async close() {
-      await s.server.close();
-      // A double still alive here is an orphan the assertions have reported already; do
-      // not leave it running after the test.
-      for (const spawn of readSpawns(s.stack.gpuDir)) if (isAlive(spawn.pid)) killQuietly(spawn.pid);
-      await s.stack.close();
-    },
-  };
-}
-
-function killQuietly(pid: number): void {
-  try {
-    process.kill(pid, "SIGKILL");
-  } catch {
-    // gone meanwhile
-  }
-}
-
-
-export async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
+  return { ...s, runner: s.stack.runner };
 }
 
 /** sd-cli doubles of this stack still running. */
 export function orphanPids(stack: Stack): number[] {
-  return readSpawns(stack.gpuDir)
-    .map((s) => s.pid)
-    .filter(isAlive);
+  return aliveDoubles(stack.gpuDir);
 }
 
 export interface Quiet {

@@ -119,6 +119,11 @@ describe("buildSdArgs for the built-in models", () => {
     expect(args).toContain("--vae-tiling");
   });
 
+  it("passes --clip-skip only when asked: sd.cpp otherwise picks it by model family", () => {
+    expect(flag(argsFor("sd15", { clipSkip: 2 }), "--clip-skip")).toBe("2");
+    expect(argsFor("sd15")).not.toContain("--clip-skip");
+  });
+
   it("keeps the prompt one argument, whatever it contains", () => {
     const prompt = `"; rm -rf / #  $(whoami) (masterpiece:1.2) [x] {y} <z>`;
     const args = argsFor("sd15", { prompt });
@@ -221,6 +226,8 @@ describe("invalid generation params", () => {
     [{ negativePrompt: "bad\0" }, "negativePrompt"],
     [{ initImage: "/in\0.png" }, "initImage"],
     [{ vaeTiling: "maybe" }, "vaeTiling"],
+    [{ clipSkip: 0 }, "clipSkip"],
+    [{ clipSkip: 1.5 }, "clipSkip"],
     [{ cfg_scale: 7 }, "cfg_scale"],
   ];
   const label = (request: Record<string, unknown>) => {

@@ -6,8 +6,9 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createChatOllama } from "../../../src/llm/chat-model.js";
 import { LlmModelNotFoundError, UnloadTimeoutError } from "../../../src/llm/errors.js";
 import { silentLlmLogger } from "../../../src/llm/logger.js";
-import { OllamaControl, checkOllama, type OllamaControlOptions } from "../../../src/llm/ollama-control.js";
 import type { LlmConfig } from "../../../src/llm/ollama-client.js";
+import { llmConfig } from "./llm-config.js";
+import { OllamaResidency, type OllamaResidencyOptions } from "../../../src/llm/ollama-residency.js";
 import { readViolations, residentModels } from "../../fakes/fake-gpu.mjs";
 import { startFakeOllama, type FakeOllama, type FakeOllamaOptions } from "../../fakes/ollama-server.js";
 
@@ -16,7 +17,7 @@ let gpuDir: string;
 let ollama: FakeOllama | undefined;
 
 beforeEach(() => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "ollama-control-"));
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "ollama-residency-"));
   gpuDir = path.join(tmp, "gpu");
   fs.mkdirSync(gpuDir);
 });
@@ -32,22 +33,9 @@ async function fakeOllama(opts: FakeOllamaOptions = {}): Promise<FakeOllama> {
   return ollama;
 }
 
-function llmConfig(url: string, overrides: Partial<LlmConfig> = {}): LlmConfig {
-  return {
-    baseUrl: url,
-    model: "qwen2.5:3b",
-    keepAlive: -1,
-    numCtx: 8192,
-    refineTimeoutMs: 5_000,
-    unloadTimeoutMs: 3_000,
-    nvidiaSmi: undefined,
-    ...overrides,
-  };
-}
-
 /** PATH emptied so a real nvidia-smi on the test box does not leak in. */
-function control(llm: LlmConfig, opts: OllamaControlOptions = {}): OllamaControl {
-  return new OllamaControl(llm, { logger: silentLlmLogger, env: { PATH: "" }, ...opts });
+function residency(llm: LlmConfig, opts: Partial<OllamaResidencyOptions> = {}): OllamaResidency {
+  return new OllamaResidency(llm, { logger: silentLlmLogger, env: { PATH: "" }, ...opts });
 }
 
 /** A port nothing listens on. */
@@ -58,11 +46,11 @@ async function deadUrl(): Promise<string> {
   return url;
 }
 
-describe("OllamaControl.unloadAll", () => {
+describe("OllamaResidency.unloadAll", () => {
   it("resolves only once /api/ps no longer lists the model (it lingers 300 ms after the unload call)", async () => {
     const fake = await fakeOllama({ resident: ["qwen2.5:3b"], unloadLingerMs: 300 });
     const started = Date.now();
-    const report = await control(llmConfig(fake.url)).unloadAll();
+    const report = await residency(llmConfig(fake.url)).unloadAll();
     expect(Date.now() - started).toBeGreaterThanOrEqual(300);
     expect(report).toMatchObject({ reachable: true, unloaded: ["qwen2.5:3b"] });
     expect(report.durationMs).toBeGreaterThanOrEqual(300);
@@ -75,7 +63,7 @@ describe("OllamaControl.unloadAll", () => {
 
   it("unloads every resident model, not just the configured one", async () => {
     const fake = await fakeOllama({ installed: ["qwen2.5:3b", "llava:7b"], resident: ["qwen2.5:3b", "llava:7b"], unloadLingerMs: 50 });
-    const report = await control(llmConfig(fake.url)).unloadAll();
+    const report = await residency(llmConfig(fake.url)).unloadAll();
     expect(report.unloaded.sort()).toEqual(["llava:7b", "qwen2.5:3b"]);
     expect(fake.listed()).toEqual([]);
   });
@@ -87,7 +75,7 @@ describe("OllamaControl.unloadAll", () => {
       void other.chat({ model: "llava:7b", messages: [], keep_alive: "5m" });
       void other.chat({ model: "qwen2.5:3b", messages: [{ role: "user", content: "hi" }], keep_alive: "5m" });
     }, 60);
-    const report = await control(llmConfig(fake.url)).unloadAll();
+    const report = await residency(llmConfig(fake.url)).unloadAll();
     expect(report.unloaded.sort()).toEqual(["llava:7b", "qwen2.5:3b"]);
     expect(fake.listed()).toEqual([]);
     expect(fake.stats.unload).toBeGreaterThanOrEqual(3);
@@ -95,14 +83,14 @@ describe("OllamaControl.unloadAll", () => {
 
   it("does nothing when nothing is resident", async () => {
     const fake = await fakeOllama();
-    expect(await control(llmConfig(fake.url)).unloadAll()).toMatchObject({ reachable: true, unloaded: [] });
+    expect(await residency(llmConfig(fake.url)).unloadAll()).toMatchObject({ reachable: true, unloaded: [] });
     expect(fake.stats.unload).toBe(0);
   });
 
   it("rejects with UnloadTimeoutError naming the model when the unload never completes", async () => {
     const fake = await fakeOllama({ resident: ["qwen2.5:3b"], unloadNeverCompletes: true });
     const started = Date.now();
-    const err = await control(llmConfig(fake.url, { unloadTimeoutMs: 700 })).unloadAll().catch((e: unknown) => e);
+    const err = await residency(llmConfig(fake.url, { unloadTimeoutMs: 700 })).unloadAll().catch((e: unknown) => e);
     const elapsed = Date.now() - started;
     expect(err).toBeInstanceOf(UnloadTimeoutError);
     expect((err as UnloadTimeoutError).models).toEqual(["qwen2.5:3b"]);
@@ -112,7 +100,7 @@ describe("OllamaControl.unloadAll", () => {
   });
 
   it("resolves {reachable:false} when Ollama is down: nothing to unload", async () => {
-    const report = await control(llmConfig(await deadUrl())).unloadAll();
+    const report = await residency(llmConfig(await deadUrl())).unloadAll();
     expect(report).toMatchObject({ reachable: false, unloaded: [] });
   });
 
@@ -121,7 +109,7 @@ describe("OllamaControl.unloadAll", () => {
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 150);
     const started = Date.now();
-    await expect(control(llmConfig(fake.url, { unloadTimeoutMs: 10_000 })).unloadAll(ac.signal)).rejects.toMatchObject({ name: "AbortError" });
+    await expect(residency(llmConfig(fake.url, { unloadTimeoutMs: 10_000 })).unloadAll(ac.signal)).rejects.toMatchObject({ name: "AbortError" });
     expect(Date.now() - started).toBeLessThan(1_000);
   });
 
@@ -129,22 +117,22 @@ describe("OllamaControl.unloadAll", () => {
     const fake = await fakeOllama({ resident: ["qwen2.5:3b"] });
     const smi = path.join(tmp, "nvidia-smi");
     fs.writeFileSync(smi, "#!/bin/sh\necho 7421\necho 512\n", { mode: 0o755 });
-    const report = await control(llmConfig(fake.url, { nvidiaSmi: smi })).unloadAll();
+    const report = await residency(llmConfig(fake.url, { nvidiaSmi: smi })).unloadAll();
     expect(report.freeVramMiB).toBe(7421);
   });
 
   it("finds nvidia-smi on PATH when not configured", async () => {
     const fake = await fakeOllama();
     fs.writeFileSync(path.join(tmp, "nvidia-smi"), "#!/bin/sh\necho 6000\n", { mode: 0o755 });
-    const report = await control(llmConfig(fake.url), { env: { PATH: tmp } }).unloadAll();
+    const report = await residency(llmConfig(fake.url), { env: { PATH: tmp } }).unloadAll();
     expect(report.freeVramMiB).toBe(6000);
   });
 });
 
-describe("OllamaControl.reload", () => {
+describe("OllamaResidency.reload", () => {
   it("loads the configured model with keep_alive and num_ctx, and finds it fully on the GPU", async () => {
     const fake = await fakeOllama();
-    const report = await control(llmConfig(fake.url, { keepAlive: "30m" })).reload();
+    const report = await residency(llmConfig(fake.url, { keepAlive: "30m" })).reload();
     expect(report).toMatchObject({ reachable: true, model: "qwen2.5:3b", fullyOnGpu: true });
     expect(report.warning).toBeUndefined();
     const load = fake.requests.find((r) => r.kind === "load");
@@ -154,20 +142,20 @@ describe("OllamaControl.reload", () => {
 
   it("warns when Ollama put part of the model on the CPU (size_vram < size)", async () => {
     const fake = await fakeOllama({ installed: [{ name: "qwen2.5:3b", size: 6e9, sizeVram: 4.5e9 }] });
-    const report = await control(llmConfig(fake.url)).reload();
+    const report = await residency(llmConfig(fake.url)).reload();
     expect(report.fullyOnGpu).toBe(false);
     expect(report.warning).toMatch(/75% on the GPU/);
   });
 
   it("throws LlmModelNotFoundError telling how to install a model that is not installed", async () => {
     const fake = await fakeOllama({ installed: ["llama3.2:1b"] });
-    const err = await control(llmConfig(fake.url)).reload().catch((e: unknown) => e);
+    const err = await residency(llmConfig(fake.url)).reload().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LlmModelNotFoundError);
     expect((err as Error).message).toContain("ollama pull qwen2.5:3b");
   });
 
   it("resolves {reachable:false} when Ollama is down", async () => {
-    const report = await control(llmConfig(await deadUrl())).reload();
+    const report = await residency(llmConfig(await deadUrl())).reload();
     expect(report).toMatchObject({ reachable: false, model: "qwen2.5:3b" });
     expect(report.warning).toMatch(/not reachable/);
   });
@@ -175,7 +163,7 @@ describe("OllamaControl.reload", () => {
   it("loads with the same options the chat calls use, so the first chat does not reload the model", async () => {
     const fake = await fakeOllama();
     const llm = llmConfig(fake.url, { keepAlive: "10m" });
-    await control(llm).reload();
+    await residency(llm).reload();
     await createChatOllama(llm).invoke("hello");
     const load = fake.requests.find((r) => r.kind === "load");
     const chat = fake.requests.find((r) => r.kind === "chat");
@@ -187,36 +175,18 @@ describe("OllamaControl.reload", () => {
 
   it("does not send a load with keep_alive 0 (that would be an unload)", async () => {
     const fake = await fakeOllama();
-    const report = await control(llmConfig(fake.url, { keepAlive: 0 })).reload();
+    const report = await residency(llmConfig(fake.url, { keepAlive: 0 })).reload();
     expect(report.warning).toMatch(/LLM_KEEP_ALIVE is 0/);
     expect(fake.stats.load + fake.stats.unload).toBe(0);
   });
 
   it("goes unload → diffusion → reload without a violation on the simulated GPU", async () => {
     const fake = await fakeOllama({ resident: ["qwen2.5:3b"], unloadLingerMs: 100 });
-    const ctl = control(llmConfig(fake.url));
+    const ctl = residency(llmConfig(fake.url));
     await ctl.unloadAll();
     expect(residentModels(gpuDir)).toEqual([]);
-    expect(ctl.state).toBe("unloaded");
     await ctl.reload();
-    expect(ctl.state).toBe("loaded");
     expect(residentModels(gpuDir)).toEqual(["qwen2.5:3b"]);
     expect(readViolations(gpuDir)).toEqual([]);
-  });
-});
-
-describe("health", () => {
-  it("reports version and whether the model is installed", async () => {
-    const fake = await fakeOllama();
-    const health = await checkOllama(llmConfig(fake.url));
-    expect(health).toMatchObject({ reachable: true, modelInstalled: true });
-    expect(health.version).toMatch(/^\d+\.\d+/);
-    expect(await control(llmConfig(fake.url)).listResident()).toEqual([]);
-  });
-
-  it("reports a missing model and an unreachable server", async () => {
-    const fake = await fakeOllama({ installed: ["llama3.2:1b"] });
-    expect(await checkOllama(llmConfig(fake.url))).toMatchObject({ reachable: true, modelInstalled: false });
-    expect(await checkOllama(llmConfig(await deadUrl()))).toMatchObject({ reachable: false });
   });
 });

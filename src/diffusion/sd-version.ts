@@ -1,6 +1,6 @@
 import { statSync } from "node:fs";
 import { execa } from "execa";
-import { locateExecutable } from "./executable.js";
+import { locateExecutable } from "../config/index.js";
 
 /**
  * `sd-cli --version`, for /health: which stable-diffusion.cpp build draws here. Run once

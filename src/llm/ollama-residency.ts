@@ -1,43 +1,25 @@
 import type { Ollama } from "ollama";
 import type { LlmResidency, ReloadReport, UnloadReport } from "../gpu/llm-residency.js";
-import {
-  LlmModelNotFoundError,
-  OllamaRequestError,
-  OllamaUnreachableError,
-  UnloadTimeoutError,
-  describeCause,
-  httpStatusOf,
-  isUnreachable,
-} from "./errors.js";
-import { consoleLlmLogger, type LlmLogger } from "./logger.js";
-import { findOnPath, readFreeVramMiB } from "./nvidia-smi.js";
+import { UnloadTimeoutError, describeCause, httpStatusOf, isUnreachable, ollamaRequestFailure } from "./errors.js";
+import type { LlmLogger } from "./logger.js";
 import { createOllamaClient, llmModelOptions, sameModel, sleep, type LlmConfig } from "./ollama-client.js";
+import { OllamaProbe, readResident, type OllamaProbeOptions, type ResidentModel } from "./ollama-probe.js";
 
 /**
- * The Ollama control plane: what is resident (/api/ps), take it all out of VRAM and
- * prove it, put the configured LLM back. The GPU scheduler is the only caller; it owns
- * the decision of when, this owns the how.
+ * The LLM's residency in VRAM, as the GPU scheduler drives it: take every model out of
+ * VRAM and prove it, put the configured LLM back. The scheduler is the only caller and
+ * owns the decision of when (and where the LLM is: its LlmState); this owns the how.
+ * Read-only questions (what is resident, free VRAM) go through an OllamaProbe, which
+ * /health and `diffugen status` use without being able to unload anything.
  *
  * Ollama's unload is asynchronous: the unload call only marks the runner expired and
  * returns. unloadAll() therefore resolves only once /api/ps no longer lists the models,
  * and rejects with UnloadTimeoutError when they will not leave.
  */
 
-/** What this control plane last did to Ollama; for status pages and logs. */
-export type LlmState = "unknown" | "loading" | "loaded" | "unloading" | "unloaded" | "unreachable";
-
-export interface ResidentModel {
-  name: string;
-  sizeBytes: number;
-  sizeVramBytes: number;
-  /** size_vram == size: no layer runs on the CPU. */
-  fullyOnGpu: boolean;
-  expiresAt: string | undefined;
-  contextLength: number | undefined;
-}
-
-export interface OllamaControlOptions {
-  logger?: LlmLogger;
+export interface OllamaResidencyOptions extends OllamaProbeOptions {
+  /** Where an unreachable Ollama or a model that will not leave is told (warnings always show). */
+  logger: LlmLogger;
   /** Timeout of one small request (/api/ps, an unload call, /api/version). Default 5 s. */
   requestTimeoutMs?: number;
   /** Timeout of loading the LLM in reload(); loading from disk can be slow. Default 120 s. */
@@ -51,19 +33,6 @@ export interface OllamaControlOptions {
    * its memory free. Default 2000 ms; 0 disables.
    */
   vramSettleMs?: number;
-  /** Environment used to look nvidia-smi up on PATH. */
-  env?: NodeJS.ProcessEnv;
-}
-
-export interface OllamaHealth {
-  reachable: boolean;
-  baseUrl: string;
-  version?: string | undefined;
-  model: string;
-  /** Whether /api/tags lists the configured model; undefined when it could not be read. */
-  modelInstalled?: boolean | undefined;
-  error?: string | undefined;
-  latencyMs: number;
 }
 
 const VRAM_SETTLE_STEP_MS = 100;
@@ -73,23 +42,21 @@ const REFUSED_POLLS_MEAN_STOPPED = 2;
 /** An expires_at this much later than our accepted unload means the model was loaded again. */
 const RELOADED_SLACK_MS = 1_000;
 
-export class OllamaControl implements LlmResidency {
-  private currentState: LlmState = "unknown";
+export class OllamaResidency implements LlmResidency {
   private queue: Promise<unknown> = Promise.resolve();
-  private nvidiaSmiBin: string | null | undefined;
+  private readonly probe: OllamaProbe;
   private readonly logger: LlmLogger;
   private readonly requestTimeoutMs: number;
   private readonly loadTimeoutMs: number;
   private readonly pollInitialMs: number;
   private readonly pollMaxMs: number;
   private readonly vramSettleMs: number;
-  private readonly env: NodeJS.ProcessEnv;
 
   constructor(
     private readonly llm: LlmConfig,
-    options: OllamaControlOptions = {},
+    options: OllamaResidencyOptions,
   ) {
-    this.logger = options.logger ?? consoleLlmLogger;
+    this.logger = options.logger;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 5_000;
     this.loadTimeoutMs = options.loadTimeoutMs ?? 120_000;
     this.pollInitialMs = options.pollInitialMs ?? 50;
@@ -97,35 +64,7 @@ export class OllamaControl implements LlmResidency {
     // time lost after the drop (npm run bench: 250 ms cost ~155 ms per swap at a 200 ms linger).
     this.pollMaxMs = options.pollMaxMs ?? 100;
     this.vramSettleMs = options.vramSettleMs ?? 2_000;
-    this.env = options.env ?? process.env;
-  }
-
-  get state(): LlmState {
-    return this.currentState;
-  }
-
-  /** Models Ollama holds now (GET /api/ps). Throws OllamaUnreachableError when it is down. */
-  async listResident(signal?: AbortSignal): Promise<ResidentModel[]> {
-    try {
-      return await this.ps(this.client(signal, this.requestTimeoutMs));
-    } catch (err) {
-      throw this.translate(err, signal);
-    }
-  }
-
-  /** Ollama's version (GET /api/version). Throws OllamaUnreachableError when it is down. */
-  async version(signal?: AbortSignal): Promise<string> {
-    try {
-      return (await this.client(signal, this.requestTimeoutMs).version()).version;
-    } catch (err) {
-      throw this.translate(err, signal);
-    }
-  }
-
-  /** Free VRAM of the first GPU in MiB; undefined without nvidia-smi. */
-  async freeVramMiB(signal?: AbortSignal): Promise<number | undefined> {
-    const bin = this.nvidiaSmi();
-    return bin === undefined ? undefined : readFreeVramMiB(bin, { signal });
+    this.probe = new OllamaProbe(llm, { requestTimeoutMs: this.requestTimeoutMs, env: options.env ?? process.env });
   }
 
   /**
@@ -134,7 +73,7 @@ export class OllamaControl implements LlmResidency {
    * `{reachable:false}`, since a stopped Ollama holds no VRAM.
    */
   unloadAll(signal?: AbortSignal): Promise<UnloadReport> {
-    return this.exclusive(() => this.leavingNoHalfState("unloading", () => this.unloadAllNow(signal)));
+    return this.exclusive(() => this.unloadAllNow(signal));
   }
 
   /**
@@ -142,7 +81,7 @@ export class OllamaControl implements LlmResidency {
    * calls use, then checks /api/ps that it sits entirely in VRAM.
    */
   reload(signal?: AbortSignal): Promise<ReloadReport> {
-    return this.exclusive(() => this.leavingNoHalfState("loading", () => this.reloadNow(signal)));
+    return this.exclusive(() => this.reloadNow(signal));
   }
 
   private async unloadAllNow(signal: AbortSignal | undefined): Promise<UnloadReport> {
@@ -153,23 +92,17 @@ export class OllamaControl implements LlmResidency {
 
     let listed: ResidentModel[];
     try {
-      listed = await this.ps(this.client(signal, this.requestTimeoutMs));
+      listed = await readResident(this.client(signal, this.requestTimeoutMs));
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
-      if (!isUnreachable(err)) {
-        this.setState("unknown");
-        throw this.translate(err, signal);
-      }
-      this.setState("unreachable");
+      if (!isUnreachable(err)) throw ollamaRequestFailure(err, signal, this.llm.baseUrl);
       this.logger.warn(`Ollama is not reachable at ${this.llm.baseUrl} (${describeCause(err)}): nothing to unload`);
-      return { reachable: false, unloaded: [], durationMs: Date.now() - started, freeVramMiB: await this.freeVramMiB(signal) };
+      return { reachable: false, unloaded: [], durationMs: Date.now() - started, freeVramMiB: await this.probe.freeVramMiB(signal) };
     }
     if (listed.length === 0) {
-      this.setState("unloaded");
-      return { reachable: true, unloaded: [], durationMs: Date.now() - started, freeVramMiB: await this.freeVramMiB(signal) };
+      return { reachable: true, unloaded: [], durationMs: Date.now() - started, freeVramMiB: await this.probe.freeVramMiB(signal) };
     }
 
-    this.setState("unloading");
     const targets = new Set<string>();
     /** When Ollama accepted our unload of each model. */
     const unloadAcceptedAt = new Map<string, number>();
@@ -206,7 +139,7 @@ export class OllamaControl implements LlmResidency {
     let stillListed: ResidentModel[] = listed;
     for (;;) {
       try {
-        stillListed = await this.ps(this.client(signal, Math.min(this.requestTimeoutMs, Math.max(remaining(), 250))));
+        stillListed = await readResident(this.client(signal, Math.min(this.requestTimeoutMs, Math.max(remaining(), 250))));
         refusedPolls = 0;
         lastError = undefined;
       } catch (err) {
@@ -214,12 +147,11 @@ export class OllamaControl implements LlmResidency {
         lastError = err;
         refusedPolls = isUnreachable(err) ? refusedPolls + 1 : 0;
         if (refusedPolls >= REFUSED_POLLS_MEAN_STOPPED) {
-          this.setState("unreachable");
           this.logger.warn(
             `Ollama stopped answering while unloading ${[...targets].join(", ")} (${describeCause(err)}); ` +
               `a stopped Ollama holds no VRAM`,
           );
-          return { reachable: false, unloaded: [], durationMs: Date.now() - started, freeVramMiB: await this.freeVramMiB(signal) };
+          return { reachable: false, unloaded: [], durationMs: Date.now() - started, freeVramMiB: await this.probe.freeVramMiB(signal) };
         }
       }
       if (lastError === undefined) {
@@ -229,7 +161,6 @@ export class OllamaControl implements LlmResidency {
         await Promise.all(stillListed.filter(needsUnload).map((m) => requestUnload(m.name)));
       }
       if (remaining() <= 0) {
-        this.setState("unknown");
         const models = lastError === undefined ? stillListed.map((m) => m.name) : [...targets];
         throw new UnloadTimeoutError(models, this.llm.unloadTimeoutMs, lastError === undefined ? {} : { cause: lastError });
       }
@@ -237,7 +168,6 @@ export class OllamaControl implements LlmResidency {
       pause = Math.min(pause * 2, this.pollMaxMs);
     }
 
-    this.setState("unloaded");
     const freeVramMiB = await this.settledFreeVramMiB(signal);
     const durationMs = Date.now() - started;
     this.logger.info(`unloaded ${[...targets].join(", ")} in ${durationMs} ms`);
@@ -258,11 +188,9 @@ export class OllamaControl implements LlmResidency {
       // keep_alive 0 with no messages IS the unload request: loading would unload.
       const warning = `LLM_KEEP_ALIVE is 0, so the LLM is not kept loaded; skipped reloading ${model}`;
       this.logger.warn(warning);
-      this.setState("unloaded");
       return report({ reachable: true, warning });
     }
 
-    this.setState("loading");
     const options = llmModelOptions(this.llm);
     try {
       await this.client(signal, this.loadTimeoutMs).chat({
@@ -272,24 +200,18 @@ export class OllamaControl implements LlmResidency {
         ...(Object.keys(options).length > 0 ? { options } : {}),
       });
     } catch (err) {
-      if (signal?.aborted) {
-        this.setState("unknown");
-        throw signal.reason;
-      }
+      if (signal?.aborted) throw signal.reason;
       if (isUnreachable(err)) {
-        this.setState("unreachable");
         const warning = `Ollama is not reachable at ${this.llm.baseUrl} (${describeCause(err)}); ${model} not reloaded`;
         this.logger.warn(warning);
         return report({ reachable: false, warning });
       }
-      this.setState("unknown");
-      throw this.translate(err, signal, true);
+      throw ollamaRequestFailure(err, signal, this.llm.baseUrl, model);
     }
-    this.setState("loaded");
 
     let resident: ResidentModel | undefined;
     try {
-      resident = (await this.ps(this.client(signal, this.requestTimeoutMs))).find((m) => sameModel(m.name, model));
+      resident = (await readResident(this.client(signal, this.requestTimeoutMs))).find((m) => sameModel(m.name, model));
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
       const warning = `${model} loaded, but /api/ps could not be read to check it is on the GPU (${describeCause(err)})`;
@@ -314,12 +236,12 @@ export class OllamaControl implements LlmResidency {
 
   /** Free VRAM once it stops rising (the driver frees a runner's memory a little late). */
   private async settledFreeVramMiB(signal: AbortSignal | undefined): Promise<number | undefined> {
-    let last = await this.freeVramMiB(signal);
+    let last = await this.probe.freeVramMiB(signal);
     if (last === undefined || this.vramSettleMs <= 0) return last;
     const until = Date.now() + this.vramSettleMs;
     while (Date.now() < until) {
       await sleep(VRAM_SETTLE_STEP_MS, signal);
-      const now = await this.freeVramMiB(signal);
+      const now = await this.probe.freeVramMiB(signal);
       if (now === undefined) return last;
       const settled = Math.abs(now - last) < VRAM_SETTLE_TOLERANCE_MIB;
       last = now;
@@ -328,55 +250,8 @@ export class OllamaControl implements LlmResidency {
     return last;
   }
 
-  private async ps(client: Ollama): Promise<ResidentModel[]> {
-    const { models } = await client.ps();
-    return (models ?? []).map((m) => {
-      const raw = m as typeof m & { context_length?: number };
-      const size = Number(m.size ?? 0);
-      const sizeVram = Number(m.size_vram ?? 0);
-      return {
-        name: m.name || m.model,
-        sizeBytes: size,
-        sizeVramBytes: sizeVram,
-        fullyOnGpu: sizeVram >= size,
-        expiresAt: m.expires_at === undefined ? undefined : String(m.expires_at),
-        contextLength: typeof raw.context_length === "number" ? raw.context_length : undefined,
-      };
-    });
-  }
-
   private client(signal: AbortSignal | undefined, timeoutMs: number): Ollama {
     return createOllamaClient(this.llm.baseUrl, { signal, timeoutMs });
-  }
-
-  /** nvidia-smi: the configured path, else the one on PATH, else none (looked up once). */
-  private nvidiaSmi(): string | undefined {
-    if (this.nvidiaSmiBin === undefined) this.nvidiaSmiBin = this.llm.nvidiaSmi ?? findOnPath("nvidia-smi", this.env) ?? null;
-    return this.nvidiaSmiBin ?? undefined;
-  }
-
-  /** Our typed error for a failed request; `forModel`: a 404 means the LLM is not installed. */
-  private translate(err: unknown, signal: AbortSignal | undefined, forModel = false): unknown {
-    if (signal?.aborted) return signal.reason;
-    if (isUnreachable(err)) return new OllamaUnreachableError(this.llm.baseUrl, { cause: err });
-    const status = httpStatusOf(err);
-    if (forModel && status === 404) return new LlmModelNotFoundError(this.llm.model, this.llm.baseUrl, { cause: err });
-    return new OllamaRequestError(`Ollama request failed: ${describeCause(err)}`, status, { cause: err });
-  }
-
-  private setState(next: LlmState): void {
-    if (next !== this.currentState) this.logger.info(`LLM ${this.currentState} -> ${next}`);
-    this.currentState = next;
-  }
-
-  /** An abort or error in the middle of `transient` leaves the state "unknown", never stuck in it. */
-  private async leavingNoHalfState<T>(transient: LlmState, op: () => Promise<T>): Promise<T> {
-    try {
-      return await op();
-    } catch (err) {
-      if (this.currentState === transient) this.setState("unknown");
-      throw err;
-    }
   }
 
   /** One load/unload at a time: an unload racing a reload could leave either outcome. */
@@ -384,36 +259,6 @@ export class OllamaControl implements LlmResidency {
     const run = this.queue.then(op, op);
     this.queue = run.catch(() => undefined);
     return run;
-  }
-}
-
-/** Is Ollama up, which version, and is the configured model installed? Never throws. */
-export async function checkOllama(
-  llm: Pick<LlmConfig, "baseUrl" | "model">,
-  opts: { signal?: AbortSignal; timeoutMs?: number } = {},
-): Promise<OllamaHealth> {
-  const started = Date.now();
-  const client = createOllamaClient(llm.baseUrl, { signal: opts.signal, timeoutMs: opts.timeoutMs ?? 3_000 });
-  const base = { baseUrl: llm.baseUrl, model: llm.model };
-  let version: string;
-  try {
-    version = (await client.version()).version;
-  } catch (err) {
-    return { ...base, reachable: false, error: describeCause(err), latencyMs: Date.now() - started };
-  }
-  try {
-    const { models } = await client.list();
-    const modelInstalled = (models ?? []).some((m) => sameModel(m.name || m.model, llm.model));
-    return {
-      ...base,
-      reachable: true,
-      version,
-      modelInstalled,
-      ...(modelInstalled ? {} : { error: `model ${llm.model} is not installed: ollama pull ${llm.model}` }),
-      latencyMs: Date.now() - started,
-    };
-  } catch (err) {
-    return { ...base, reachable: true, version, error: describeCause(err), latencyMs: Date.now() - started };
   }
 }
 

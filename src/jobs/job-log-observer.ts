@@ -1,6 +1,6 @@
-import type { JobEvent, JobOutcome } from "../jobs/job.js";
-import type { JobInfo, JobObserver } from "../jobs/job-observer.js";
-import type { Logger } from "./logger.js";
+import type { Logger } from "../logging/index.js";
+import type { JobEvent, JobOutcome } from "./job.js";
+import type { JobInfo, JobObserver } from "./job-observer.js";
 
 /**
  * Logs every job: one line when it starts, one when it is over (outcome, model, timings),

@@ -1,0 +1,90 @@
+import type { GpuLease, ReleaseOutcome } from "../../src/gpu/index.js";
+import type { DiffugenDeps } from "./dependencies.js";
+
+/**
+ * Everything one run of the graph shares between its nodes that is not state: the
+ * capabilities it calls, its own abort signal and its diffusion lease. Whoever starts a
+ * run makes one (the job runner, `diffugen generate`, the Studio entry) and passes it as
+ * LangGraph's run `context`; LangGraph hands the same object to every node of the run.
+ */
+export interface DiffugenRunContext {
+  deps: DiffugenDeps;
+  /**
+   * Aborts when the whole run is cancelled. A node's own `runtime.signal` is detached when
+   * the node returns, so it cannot guard what spans nodes (the GPU lease).
+   */
+  signal: AbortSignal;
+  /** The diffusion lease, from `unload` to `diffuse`, and what giving it back set off, for `reload`. */
+  lease: LeaseSlot;
+}
+
+/** A run context for `deps`; `signal` is the run's (the one given to graph.stream). */
+export function createRunContext(deps: DiffugenDeps, signal?: AbortSignal): DiffugenRunContext {
+  const runSignal = signal ?? new AbortController().signal;
+  return { deps, signal: runSignal, lease: new LeaseSlot(runSignal) };
+}
+
+/** True for a context made by createRunContext (not a caller's bare `{deps}`). */
+export function isRunContext(context: unknown): context is DiffugenRunContext {
+  return typeof context === "object" && context !== null && (context as { lease?: unknown }).lease instanceof LeaseSlot;
+}
+
+/**
+ * Holds one run's diffusion lease between the nodes that share it: `unload` takes it,
+ * `diffuse` uses it and gives it back, `reload` waits for what giving it back set off
+ * (the LLM reload, or the hand-over to the next image job).
+ *
+ * A lease must never outlive its run. The run's signal releases it, so an abort that lands
+ * between two nodes (LangGraph then rejects the stream at once and runs no further node)
+ * still gives the GPU back. But once `diffuse` has claimed the lease, only `diffuse` may
+ * give it back: it does so after sd-cli has exited, because releasing while the process
+ * is still dying would let the LLM load beside it.
+ */
+export class LeaseSlot {
+  #lease: GpuLease | undefined;
+  #claimed = false;
+  #released: Promise<ReleaseOutcome> | undefined;
+
+  constructor(private readonly runSignal: AbortSignal) {}
+
+  hold(lease: GpuLease): void {
+    this.#lease = lease;
+    this.#claimed = false;
+    // Nobody will ask for the outcome of an aborted run: release without keeping it.
+    const onAbort = () => {
+      if (this.#lease !== lease || this.#claimed) return;
+      this.#lease = undefined;
+      void lease.release();
+    };
+    if (this.runSignal.aborted) onAbort();
+    else this.runSignal.addEventListener("abort", onAbort, { once: true });
+  }
+
+  /** Takes the lease for a node that will release it itself; undefined if already gone. */
+  claim(): GpuLease | undefined {
+    if (this.#lease) this.#claimed = true;
+    return this.#lease;
+  }
+
+  /** Idempotent: gives the GPU back and remembers what that set off, for `reload`. */
+  release(): Promise<ReleaseOutcome> | undefined {
+    const lease = this.#lease;
+    if (!lease) return this.#released;
+    this.#lease = undefined;
+    this.#claimed = false;
+    this.#released = lease.release();
+    return this.#released;
+  }
+
+  /** What releasing the lease set off (once; forgotten afterwards). */
+  takeOutcome(): Promise<ReleaseOutcome> | undefined {
+    const outcome = this.release();
+    this.#released = undefined;
+    return outcome;
+  }
+
+  /** Whether a lease is held (not yet given back). */
+  get holding(): boolean {
+    return this.#lease !== undefined;
+  }
+}

@@ -1,0 +1,1 @@
+export { bootstrap, roles, type BootstrapOptions, type Bootstrapped, type Role } from "./bootstrap.js";
