@@ -2,7 +2,7 @@ import type { LangGraphRunnableConfig, Runtime } from "@langchain/langgraph";
 import { progressIn, type Phase } from "../../src/events/progress-event.js";
 import type { DiffugenDeps } from "./dependencies.js";
 import { progressWriter, type EmitProgress } from "./progress.js";
-import { isRunContext, type DiffugenRunContext, type LeaseSlot } from "./run-context.js";
+import { isRunContext, type AdmittedRequest, type DiffugenRunContext, type LeaseSlot } from "./run-context.js";
 import { toRunError } from "./run-error.js";
 import type { DiffugenStateUpdate, DiffugenStateValue, RunError } from "./state.js";
 
@@ -15,6 +15,8 @@ export interface NodeKit {
   jobId: string;
   /** This run's diffusion lease (run-context.ts). */
   lease: LeaseSlot;
+  /** The request as admission resolved it, if the run was admitted. */
+  admitted: AdmittedRequest | undefined;
   /** `timings` with this node's duration added. */
   timed(): Record<string, number>;
   /** Records a failure: emits the error event and returns the state update for it. */
@@ -33,6 +35,7 @@ export function nodeKit(node: string, state: DiffugenStateValue, runtime: NodeRu
     emit,
     jobId: state.jobId ?? "unknown-job",
     lease: run.lease,
+    admitted: run.admitted,
     timed,
     fail(err, phase = "error") {
       const error: RunError = toRunError(err, node);

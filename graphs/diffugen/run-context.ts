@@ -1,3 +1,4 @@
+import type { GenerationParams } from "../../src/diffusion/index.js";
 import type { GpuLease, ReleaseOutcome } from "../../src/gpu/index.js";
 import type { DiffugenDeps } from "./dependencies.js";
 
@@ -16,12 +17,25 @@ export interface DiffugenRunContext {
   signal: AbortSignal;
   /** The diffusion lease, from `unload` to `diffuse`, and what giving it back set off, for `reload`. */
   lease: LeaseSlot;
+  /**
+   * The request as admission resolved it (src/jobs/admission.ts), when the run was
+   * admitted: `refine` draws with exactly these instead of resolving the request again.
+   * Absent for a run nobody admitted (Studio's): `refine` checks and resolves it then.
+   */
+  admitted?: AdmittedRequest | undefined;
+}
+
+export interface AdmittedRequest {
+  /** The registry name of the model. */
+  model: string;
+  /** Every parameter, the seed drawn. */
+  params: GenerationParams;
 }
 
 /** A run context for `deps`; `signal` is the run's (the one given to graph.stream). */
-export function createRunContext(deps: DiffugenDeps, signal?: AbortSignal): DiffugenRunContext {
+export function createRunContext(deps: DiffugenDeps, signal?: AbortSignal, admitted?: AdmittedRequest): DiffugenRunContext {
   const runSignal = signal ?? new AbortController().signal;
-  return { deps, signal: runSignal, lease: new LeaseSlot(runSignal) };
+  return { deps, signal: runSignal, lease: new LeaseSlot(runSignal), admitted };
 }
 
 /** True for a context made by createRunContext (not a caller's bare `{deps}`). */

@@ -190,14 +190,12 @@ export class JobRunner {
         refinePrompt: input.refinePrompt ?? true,
         messages: input.messages ?? [],
         previousPrompt: input.previousPrompt,
-        model: input.model,
-        params: input.params,
       },
       {
         configurable: { thread_id: job.id },
         streamMode: [...new Set([...ownModes, ...job.rawModes])],
         signal: job.signal,
-        context: createRunContext(this.deps, job.signal),
+        context: createRunContext(this.deps, job.signal, { model: input.model, params: input.params }),
       },
     );
   }

@@ -26,6 +26,29 @@ async function expectGpuReturned(s: Stack) {
 const phasesOf = (events: ProgressEvent[]) => [...new Set(events.map((e) => e.phase))];
 
 describe("the DiffuGen graph, driven with the doubles", () => {
+  it("a job draws with the parameters admission resolved: the seed drawn there, said once in a params event", async () => {
+    stack = await startStack();
+    const input = stack.runner.prepare({ mode: "image", request: { prompt: "a red fox", ...tiny } });
+    expect(input.params).toMatchObject({ width: 64, height: 64, steps: 3, randomSeed: true });
+    const job = stack.runner.start(input);
+    const events: ProgressEvent[] = [];
+    for await (const item of job.events) if (item.type === "progress") events.push(item.event);
+    const outcome = await job.outcome;
+
+    expect(outcome).toMatchObject({ kind: "images", model: "sd15", prompt: "a red fox, highly detailed" });
+    if (outcome.kind !== "images") throw new Error(outcome.kind);
+    expect(outcome.images[0]!.seed).toBe(input.params.seed);
+    const said = events.filter((e) => e.kind === "params");
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatchObject({ model: "sd15", params: { seed: input.params.seed, steps: 3, prompt: "a red fox, highly detailed" } });
+    // The refined words drew; every other value is admission's.
+    const argv = readSpawns(stack.gpuDir)[0]!.argv;
+    expect(argv[argv.indexOf("-s") + 1]).toBe(String(input.params.seed));
+    expect(argv[argv.indexOf("-p") + 1]).toBe("a red fox, highly detailed");
+    await job.finished;
+    await expectGpuReturned(stack);
+  });
+
   it("draws: refine → unload → diffuse → reload, with real progress and every node timed", async () => {
     stack = await startStack();
     const run = await runGraph(stack.deps, { request: { prompt: "a red fox", ...tiny } });

@@ -10,8 +10,9 @@ import type { DiffugenStateUpdate, DiffugenStateValue } from "../state.js";
 /**
  * refine: let the LLM turn the request into a good prompt (image mode) or decide between
  * drawing and replying (chat mode). A run started through the job runner comes with its
- * parameters resolved at admission; a run without them (LangGraph Studio) is checked
- * here, before the LLM leaves VRAM for a request that could never be drawn.
+ * parameters resolved at admission (in its run context); a run without them (LangGraph
+ * Studio's) is checked here, before the LLM leaves VRAM for a request that could never
+ * be drawn.
  */
 export async function refine(state: DiffugenStateValue, runtime: NodeRuntime): Promise<DiffugenStateUpdate> {
   const jobId = state.jobId ?? randomUUID();
@@ -30,9 +31,9 @@ export async function refine(state: DiffugenStateValue, runtime: NodeRuntime): P
   let entry: ModelEntry;
   let params: GenerationParams;
   try {
-    if (state.params && state.model) {
-      entry = kit.deps.registry.resolve(state.model);
-      params = state.params;
+    if (kit.admitted) {
+      entry = kit.deps.registry.resolve(kit.admitted.model);
+      params = kit.admitted.params;
     } else {
       entry = kit.deps.registry.resolve(state.request.model);
       params = resolveGenerationParams(state.request, entry);
