@@ -14,6 +14,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import * as gateway from "./gateway.js";
 import * as overhead from "./overhead.js";
 import * as progressLatency from "./progress-latency.js";
 import * as reloadVsImage from "./reload-vs-image.js";
@@ -30,6 +31,7 @@ interface Results {
   unloadConfirm?: unloadConfirm.UnloadConfirmResult;
   reloadVsImage?: reloadVsImage.ReloadVsImageResult;
   rss?: rss.RssResult;
+  gateway?: gateway.GatewayResult;
 }
 
 const results: Results = {};
@@ -56,6 +58,7 @@ await step("swaps", "swaps", () => swaps.run());
 await step("unloadConfirm", "unload-confirm", unloadConfirm.run);
 await step("reloadVsImage", "reload-vs-image", reloadVsImage.run);
 await step("rss", "rss", rss.run);
+await step("gateway", "gateway", gateway.run);
 
 // ---------------------------------------------------------------------------------- the table
 
@@ -120,8 +123,23 @@ if (mem) {
   rows.push([`RSS with ${mem.streams} open streams`, `${mem.streamsMiB} MiB`, `${mem.perStreamKiB} KiB per stream; ${mem.openAtReading} open at the reading`]);
 } else rows.push(failed("rss"));
 
+const gw = results.gateway;
+if (gw) {
+  const signed = (v: number, digits: number) => `${v >= 0 ? "+" : ""}${ms(v, digits)}`;
+  rows.push([
+    "Ollama gateway: added time to first token p50 / p99",
+    `${signed(gw.addedMs.p50, 2)} / ${signed(gw.addedMs.p99, 2)}`,
+    `streaming /ollama/api/chat vs straight to Ollama, GPU free, ${gw.samples} each; direct ${ms(gw.firstTokenMs.direct.p50, 2)} / ${ms(gw.firstTokenMs.direct.p99, 2)}`,
+  ]);
+  rows.push([
+    `Ollama gateway: ${gw.stream.tokens}-token stream, max chunk delay`,
+    `${ms(gw.stream.gatewayGapMs.max, 0)} (direct ${ms(gw.stream.directGapMs.max, 0)})`,
+    `Ollama writes a line → client has it, ±1 ms; p99 ${ms(gw.stream.gatewayGapMs.p99, 0)}; whole stream ${ms(gw.stream.gatewayTotalMs, 0)} vs ${ms(gw.stream.directTotalMs, 0)}`,
+  ]);
+} else rows.push(failed("gateway"));
+
 const violations =
-  (pl?.violations ?? 0) + (oh?.violations ?? 0) + (sw?.violations ?? 0) + (rv?.violations ?? 0) + (mem?.violations ?? 0);
+  (pl?.violations ?? 0) + (oh?.violations ?? 0) + (sw?.violations ?? 0) + (rv?.violations ?? 0) + (mem?.violations ?? 0) + (gw?.violations ?? 0);
 rows.push(["GPU invariant violations", String(violations), "the LLM and sd-cli in VRAM at once, by the simulated GPU"]);
 
 /** The table's figures as numbers, for whoever compares runs. */
@@ -138,6 +156,7 @@ const figures = {
     ),
   imageVsReload: rv && Object.fromEntries(rv.modes.map((m) => [m.mode, { imageMs: m.imageMs, reloadFinishedMs: m.reloadedMs, gapMs: m.gapMs.p50, imageFirst: m.imageFirst }])),
   rss: mem && { idleMiB: mem.idleMiB, streams: mem.streams, streamsMiB: mem.streamsMiB, perStreamKiB: mem.perStreamKiB },
+  gateway: gw && { addedFirstTokenMs: gw.addedMs, firstTokenMs: { direct: gw.firstTokenMs.direct, gateway: gw.firstTokenMs.gateway }, streamMaxChunkDelayMs: { gateway: gw.stream.gatewayGapMs.max, direct: gw.stream.directGapMs.max } },
   gpuViolations: violations,
 };
 

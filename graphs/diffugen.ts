@@ -7,24 +7,24 @@ import { reply } from "./diffugen/nodes/reply.js";
 import { unload } from "./diffugen/nodes/unload.js";
 import type { DiffugenDeps } from "./diffugen/dependencies.js";
 import type { LeaseSlot } from "./diffugen/run-context.js";
-import { DiffugenState, type DiffugenStateValue } from "./diffugen/state.js";
+import { answersInWords, DiffugenState, type DiffugenStateValue } from "./diffugen/state.js";
 
 /**
  * DiffuGen as one sentence:
  *
  *   START → refine → unload → diffuse → reload → END
- *                 ↘ reply → END            (chat, when the user did not ask for a picture)
+ *                 ↘ reply → END            (chat: no picture asked for, or a client's background task)
  *
- * Nodes are thin: they call the refiner, the GPU scheduler and the sd.cpp runner in src/.
- * Progress leaves through the custom stream as the one ProgressEvent type. Every run is
- * given a run context (diffugen/run-context.ts): the capabilities, the run's signal and its
- * GPU lease.
+ * Nodes are thin: they call the LLM (refiner, replier), the GPU scheduler and the sd.cpp
+ * runner in src/. Progress leaves through the custom stream as the one ProgressEvent type,
+ * a reply's words among it as they are written. Every run is given a run context
+ * (diffugen/run-context.ts): the capabilities, the run's signal and its GPU leases.
  */
 
 /** After refine: answer in words, draw, or stop at a request that cannot be drawn. */
 export function routeAfterRefine(state: DiffugenStateValue): "reply" | "unload" | typeof END {
   if (state.error) return END;
-  return state.intent === "reply" ? "reply" : "unload";
+  return answersInWords(state.intent) ? "reply" : "unload";
 }
 
 /** After unload: without the GPU there is nothing to draw (the scheduler kept the LLM loaded). */
@@ -33,7 +33,12 @@ export function routeAfterUnload(state: DiffugenStateValue): "diffuse" | typeof 
 }
 
 /** The run context (diffugen/run-context.ts): live objects, so only their types are declared. */
-const contextSchema = z.object({ deps: z.custom<DiffugenDeps>(), signal: z.custom<AbortSignal>(), lease: z.custom<LeaseSlot>() });
+const contextSchema = z.object({
+  deps: z.custom<DiffugenDeps>(),
+  signal: z.custom<AbortSignal>(),
+  lease: z.custom<LeaseSlot>(),
+  llmLease: z.custom<LeaseSlot>(),
+});
 
 export const builder = new StateGraph(DiffugenState, contextSchema)
   .addNode("refine", refine)

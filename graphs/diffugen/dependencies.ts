@@ -1,7 +1,7 @@
 import type { Config } from "../../src/config/index.js";
 import type { PreviewMode } from "../../src/diffusion/index.js";
 import { GpuScheduler } from "../../src/gpu/index.js";
-import { OllamaResidency, pinoLlmLogger, PromptRefiner } from "../../src/llm/index.js";
+import { ChatReplier, OllamaResidency, pinoLlmLogger, PromptRefiner } from "../../src/llm/index.js";
 import { createLogger, gpuSchedulerLog } from "../../src/logging/index.js";
 import { ModelRegistry } from "../../src/models/index.js";
 
@@ -16,6 +16,8 @@ export interface DiffugenDeps {
   /** The one owner of the GPU: nodes ask it for phases, never load or unload themselves. */
   scheduler: GpuScheduler;
   refiner: PromptRefiner;
+  /** Writes a reply in words, streamed (a chat turn that asked for no picture, a client's background task). */
+  replier: ChatReplier;
   /** Preview mode asked of sd-cli for live previews (`proj` is nearly free). */
   preview?: PreviewMode | undefined;
   /** Extra environment for sd-cli (CUDA_VISIBLE_DEVICES, a test double's knobs). */
@@ -42,5 +44,6 @@ export function createDiffugenDeps(config: Config, overrides: Partial<DiffugenDe
       log: gpuSchedulerLog(logger),
     });
   const refiner = overrides.refiner ?? new PromptRefiner(config.llm, { logger: pinoLlmLogger(logger) });
-  return { preview: "proj", ...overrides, config, registry, scheduler, refiner };
+  const replier = overrides.replier ?? new ChatReplier(config.llm, { logger: pinoLlmLogger(logger) });
+  return { preview: "proj", ...overrides, config, registry, scheduler, refiner, replier };
 }

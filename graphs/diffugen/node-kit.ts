@@ -15,6 +15,8 @@ export interface NodeKit {
   jobId: string;
   /** This run's diffusion lease (run-context.ts). */
   lease: LeaseSlot;
+  /** The LLM lease `refine` keeps for `reply` (run-context.ts). */
+  llmLease: LeaseSlot;
   /** The request as admission resolved it, if the run was admitted. */
   admitted: AdmittedRequest | undefined;
   /** `timings` with this node's duration added. */
@@ -35,6 +37,7 @@ export function nodeKit(node: string, state: DiffugenStateValue, runtime: NodeRu
     emit,
     jobId: state.jobId ?? "unknown-job",
     lease: run.lease,
+    llmLease: run.llmLease,
     admitted: run.admitted,
     timed,
     fail(err, phase = "error") {

@@ -24,6 +24,11 @@ export function warning(phase: Phase, text: string): ProgressEvent {
   return { kind: "warning", phase, progress: progressIn(phase), message: text, warning: text, at: Date.now() };
 }
 
+/** A piece of a reply in words, as the LLM wrote it (in the LLM's phase: nothing is drawn). */
+export function replyPiece(text: string): ProgressEvent {
+  return { ...status("refining", "Writing the reply", 1), kind: "reply_delta", text };
+}
+
 /** The run will draw with these: the one event that tells every dialect the model and parameters. */
 export function drawingWith(model: string, params: GenerationParams): ProgressEvent {
   const { initImage: _serverPath, ...shown } = params;

@@ -4,7 +4,7 @@ import type { DiffugenDeps } from "./dependencies.js";
 
 /**
  * Everything one run of the graph shares between its nodes that is not state: the
- * capabilities it calls, its own abort signal and its diffusion lease. Whoever starts a
+ * capabilities it calls, its own abort signal and its GPU leases. Whoever starts a
  * run makes one (the job runner, `diffugen generate`, the Studio entry) and passes it as
  * LangGraph's run `context`; LangGraph hands the same object to every node of the run.
  */
@@ -17,6 +17,12 @@ export interface DiffugenRunContext {
   signal: AbortSignal;
   /** The diffusion lease, from `unload` to `diffuse`, and what giving it back set off, for `reload`. */
   lease: LeaseSlot;
+  /**
+   * The LLM lease, from `refine` to `reply`: a chat turn that decided to answer in words
+   * keeps the LLM it decided with. Given back between the two, it would let an image job
+   * that arrived meanwhile take the GPU first, and the reply would wait for its picture.
+   */
+  llmLease: LeaseSlot;
   /**
    * The request as admission resolved it (src/jobs/admission.ts), when the run was
    * admitted: `refine` draws with exactly these instead of resolving the request again.
@@ -35,7 +41,7 @@ export interface AdmittedRequest {
 /** A run context for `deps`; `signal` is the run's (the one given to graph.stream). */
 export function createRunContext(deps: DiffugenDeps, signal?: AbortSignal, admitted?: AdmittedRequest): DiffugenRunContext {
   const runSignal = signal ?? new AbortController().signal;
-  return { deps, signal: runSignal, lease: new LeaseSlot(runSignal), admitted };
+  return { deps, signal: runSignal, lease: new LeaseSlot(runSignal), llmLease: new LeaseSlot(runSignal), admitted };
 }
 
 /** True for a context made by createRunContext (not a caller's bare `{deps}`). */
@@ -44,15 +50,16 @@ export function isRunContext(context: unknown): context is DiffugenRunContext {
 }
 
 /**
- * Holds one run's diffusion lease between the nodes that share it: `unload` takes it,
- * `diffuse` uses it and gives it back, `reload` waits for what giving it back set off
- * (the LLM reload, or the hand-over to the next image job).
+ * Holds one run's GPU lease between the nodes that share it. The diffusion lease: `unload`
+ * takes it, `diffuse` uses it and gives it back, `reload` waits for what giving it back set
+ * off (the LLM reload, or the hand-over to the next image job). The LLM lease: `refine`
+ * keeps it for `reply`, which uses it and gives it back.
  *
  * A lease must never outlive its run. The run's signal releases it, so an abort that lands
  * between two nodes (LangGraph then rejects the stream at once and runs no further node)
- * still gives the GPU back. But once `diffuse` has claimed the lease, only `diffuse` may
- * give it back: it does so after sd-cli has exited, because releasing while the process
- * is still dying would let the LLM load beside it.
+ * still gives the GPU back. But once a node has claimed the lease, only that node may give
+ * it back: `diffuse` does so after sd-cli has exited, because releasing while the process
+ * is still dying would let the LLM load beside it; `reply` once its Ollama call has ended.
  */
 export class LeaseSlot {
   #lease: GpuLease | undefined;

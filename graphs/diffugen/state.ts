@@ -55,8 +55,15 @@ export const DiffugenState = new StateSchema({
   previousPrompt: z.string().optional(),
 
   refined: refinedPrompt.optional(),
-  intent: z.enum(["draw", "reply"]).optional(),
-  /** The LLM's answer when it chose to reply instead of drawing. */
+  /**
+   * `draw`; `reply`: the user asked for no picture; `task`: the message is a client's
+   * background task (OpenWebUI's title, tags...), answered as written, never drawn.
+   */
+  intent: z.enum(["draw", "reply", "task"]).optional(),
+  /**
+   * The answer in words: written by `reply` (streamed), or by `refine` when the LLM could
+   * not be asked (the apology).
+   */
   replyText: z.string().optional(),
   /** The registry name of the model that drew, and every parameter it used. */
   model: z.string().optional(),
@@ -69,6 +76,11 @@ export const DiffugenState = new StateSchema({
 });
 
 export type DiffugenStateValue = typeof DiffugenState.State;
+
+/** Whether a run with this intent answers in words (the `reply` node) instead of drawing. */
+export function answersInWords(intent: DiffugenStateValue["intent"]): boolean {
+  return intent === "reply" || intent === "task";
+}
 export type DiffugenStateUpdate = typeof DiffugenState.Update;
 export type GeneratedImage = z.infer<typeof generatedImage>;
 export type ConversationTurnValue = z.infer<typeof conversationTurn>;

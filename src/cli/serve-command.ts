@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { bootstrap } from "../bootstrap/index.js";
 import type { Config } from "../config/index.js";
-import { loadServerOptions, startServer, type RunningServer } from "../server/index.js";
+import { GatewayListenError, loadServerOptions, startServer, type RunningServer } from "../server/index.js";
 
 /**
  * `diffugen serve`. On SIGTERM or SIGINT it shuts down gracefully: no new connections or
@@ -30,6 +30,7 @@ export function registerServeCommand(program: Command, loadConfig: () => Config)
       const starting = startServer(app.runner, {
         port: options.port === undefined ? undefined : Number(options.port),
         host: options.host,
+        gate: app.gate,
       });
       let signals = 0;
       const onSignal = (signal: NodeJS.Signals) => {
@@ -66,9 +67,16 @@ export function registerServeCommand(program: Command, loadConfig: () => Config)
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code !== "EADDRINUSE" && code !== "EACCES" && code !== "EADDRNOTAVAIL") throw err;
-        process.stderr.write(`diffugen: cannot listen on ${options.host ?? config.server.host}:${options.port ?? config.server.port} (${code}); set PORT or HOST\n`);
+        // The second listener's error names its own variables (OLLAMA_GATEWAY_PORT, OLLAMA_GATEWAY_HOST).
+        if (err instanceof GatewayListenError) process.stderr.write(`diffugen: ${err.message}\n`);
+        else process.stderr.write(`diffugen: cannot listen on ${options.host ?? config.server.host}:${options.port ?? config.server.port} (${code}); set PORT or HOST\n`);
         process.exit(2);
       }
-      if (signals === 0) process.stdout.write(`DiffuGen listening on ${server.url} (OpenAI API at ${server.url}/v1)\n`);
+      if (signals === 0) {
+        say(`DiffuGen listening on ${server.url} (OpenAI API at ${server.url}/v1, Ollama API at ${server.url}/ollama)`);
+        if (server.ollamaGatewayUrl !== undefined) {
+          say(`Ollama API also at ${server.ollamaGatewayUrl} (OLLAMA_GATEWAY_PORT): OLLAMA_HOST=${server.ollamaGatewayUrl.replace(/^http:\/\//, "")} ollama run ${config.llm.model}`);
+        }
+      }
     });
 }

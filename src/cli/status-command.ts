@@ -81,6 +81,15 @@ const healthSchema = z.object({
     closing: z.boolean().optional(),
   }),
   jobs: z.object({ active: z.number() }).optional(),
+  // Optional: servers from before the bypass watchdog do not send it; null: no watchdog.
+  gate: z
+    .object({
+      bypasses: z.number(),
+      last: z.object({ model: z.string(), at: z.string(), jobId: z.string().optional() }).nullable(),
+      watching: z.boolean().optional(),
+    })
+    .nullable()
+    .optional(),
 });
 type Health = z.output<typeof healthSchema>;
 
@@ -299,6 +308,7 @@ function renderServer(url: string, health: Health, stats: Stats | undefined, sta
     if (parts.length > 0) out.push(`  ${parts.join("; ")}`);
   }
   out.push(...renderResident(ollama.resident, ollama.residentError));
+  if (health.gate && health.gate.bypasses > 0) out.push(renderGate(url, health.gate));
 
   const queued = stats?.queue?.jobs;
   const length = queued?.length ?? health.scheduler.queue.length;
@@ -323,6 +333,13 @@ function renderServer(url: string, health: Health, stats: Stats | undefined, sta
   }
   if (statsError) out.push(`(no statistics: ${statsError})`);
   return out;
+}
+
+/** Models loaded in Ollama while diffusion ran: a client bypasses DiffuGen; what to point it at. */
+function renderGate(url: string, gate: NonNullable<Health["gate"]>): string {
+  const n = gate.bypasses;
+  const last = gate.last ? ` (last ${gate.last.model}, ${formatUptime(Math.max(0, (Date.now() - Date.parse(gate.last.at)) / 1000))} ago)` : "";
+  return `  Gate: ${n} model load${n === 1 ? "" : "s"} behind DiffuGen's back while drawing${last}; set that client's Ollama URL to ${url}/ollama`;
 }
 
 function renderDirect(direct: NonNullable<Report["direct"]>): string[] {

@@ -2,6 +2,9 @@ import path from "node:path";
 import { parseArgsStringToArgv } from "string-argv";
 import { envSchema, type Env } from "./env-schema.js";
 
+/** LLM_RESTORE: which models come back after a burst of images. */
+export type LlmRestorePolicy = Env["LLM_RESTORE"];
+
 /** Typed, validated settings: what the rest of the code reads instead of process.env. */
 export interface Config {
   server: { port: number; host: string };
@@ -27,6 +30,13 @@ export interface Config {
     /** Ollama keep_alive as it will be sent: a number of seconds, or a duration string. */
     keepAlive: number | string;
     numCtx: number | undefined;
+    /**
+     * What is loaded back after a burst of images (LLM_RESTORE): the models Ollama held
+     * before it, LLM_MODEL alone, or nothing. loadConfig always sets it; absent means
+     * `previous` (the variable's default), so LLM settings written out by hand (tests,
+     * tools) behave as the service does.
+     */
+    restore?: LlmRestorePolicy | undefined;
     refineTimeoutMs: number;
     unloadTimeoutMs: number;
     nvidiaSmi: string | undefined;
@@ -85,6 +95,7 @@ function fromEnv(e: Env): Config {
       model: e.LLM_MODEL,
       keepAlive: parseKeepAlive(e.LLM_KEEP_ALIVE),
       numCtx: e.LLM_NUM_CTX,
+      restore: e.LLM_RESTORE,
       refineTimeoutMs: e.REFINE_TIMEOUT_S * 1000,
       unloadTimeoutMs: e.UNLOAD_TIMEOUT_S * 1000,
       nvidiaSmi: e.NVIDIA_SMI,

@@ -43,6 +43,14 @@ export const envSchema = z.object({
   // Ollama's keep_alive: seconds as a number, or a Go duration ("5m"); negative = forever.
   LLM_KEEP_ALIVE: optional(z.string().regex(/^-?\d+(\.\d+)?([smh]|ms)?$/, "a number of seconds or a duration like 5m")).default("-1"),
   LLM_NUM_CTX: optional(positiveInt),
+  // What Ollama holds after a burst of images: the models it held before the burst
+  // (`previous`), LLM_MODEL alone (`default`), or nothing, leaving VRAM free (`none`).
+  LLM_RESTORE: optional(
+    z.enum(["previous", "default", "none"], {
+      error: (issue) =>
+        `expected previous (the models Ollama held before the images), default (LLM_MODEL only) or none (leave VRAM free), got '${String(issue.input)}'`,
+    }),
+  ).default("previous"),
   REFINE_TIMEOUT_S: optional(nonNegativeNumber).default(60),
   UNLOAD_TIMEOUT_S: optional(nonNegativeNumber).default(30),
   NVIDIA_SMI: optional(z.string()),

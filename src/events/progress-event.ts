@@ -59,6 +59,12 @@ export type ProgressEvent =
   | (EventBase & { kind: "params"; model: string; params: DrawingParams })
   | (EventBase & { kind: "preview"; pngBase64: string; width: number; height: number; step?: StepInfo | undefined })
   | (EventBase & { kind: "image"; path: string; seed: number; width: number; height: number; index: number })
+  /**
+   * A piece of a reply in words, as the LLM writes it (in order; the pieces make the whole).
+   * For live streams only: the job's record keeps the whole text, in the `reply` event.
+   */
+  | (EventBase & { kind: "reply_delta"; text: string })
+  /** The whole reply in words, once written. */
   | (EventBase & { kind: "reply"; text: string })
   | (EventBase & { kind: "error"; error: { code: string; message: string } });
 

@@ -45,7 +45,9 @@ import {
  * diffusion job for at most one LLM phase (the leases held plus those waiting when it began).
  *
  * Nothing here uses timers or polls: every decision is taken in `#decide()`, which runs
- * after each acquire, release, abort, and unload/reload completion.
+ * after each acquire, release, abort, and unload/reload completion. Whoever must act on
+ * who holds the GPU (the bypass watchdog polls Ollama while diffusion runs) hears of each
+ * change through `onHolderChange()` and keeps its own timers.
  */
 
 export interface GpuSchedulerOptions {
@@ -66,6 +68,9 @@ export interface AcquireOptions {
   /** Queue position and swap events for this job (delivered asynchronously, in order). */
   onEvent?: GpuEventListener | undefined;
 }
+
+/** Told the new holder each time the GPU changes hands (see GpuScheduler.onHolderChange). */
+export type HolderChangeListener = (holder: GpuHolderState) => void;
 
 export const DEFAULT_MAX_QUEUE = 16;
 export const DEFAULT_MAX_BATCH = 8;
@@ -121,6 +126,9 @@ export class GpuScheduler {
   #batch: { jobs: number } | undefined;
   #closing = false;
   #onSettled: (() => void)[] = [];
+  readonly #holderListeners = new Set<HolderChangeListener>();
+  /** The holder the listeners were last told of. */
+  #announcedHolder: Holder = IDLE;
 
   constructor(options: GpuSchedulerOptions) {
     this.maxQueue = positiveInteger("maxQueue", options.maxQueue ?? DEFAULT_MAX_QUEUE);
@@ -221,6 +229,19 @@ export class GpuScheduler {
     return new Promise((resolve) => this.#onSettled.push(resolve));
   }
 
+  /**
+   * Calls `listener` with the new holder each time the GPU changes hands: idle, the LLM
+   * (a first LLM lease; more joining it are no change), a diffusion job (also straight
+   * from one diffusion job to the next, in a batch). Told once per decision, after it, in
+   * a microtask like job events, so a listener cannot re-enter a decision; changes come in
+   * order, and when the GPU has changed hands again by then, the next call says so.
+   * Returns the function that stops the calls.
+   */
+  onHolderChange(listener: HolderChangeListener): () => void {
+    this.#holderListeners.add(listener);
+    return () => void this.#holderListeners.delete(listener);
+  }
+
   /** Shutdown that finishes the queue: refuse new acquires, serve the waiting ones, leave the LLM loaded. */
   drain(): Promise<void> {
     this.#closing = true;
@@ -245,6 +266,7 @@ export class GpuScheduler {
   /** Runs the decision, then tells waiting jobs where they stand. */
   #advance(cause?: Job): Step {
     const step = this.#decide(cause);
+    this.#announceHolder();
     this.#announcePositions();
     if (this.#settled) for (const resolve of this.#onSettled.splice(0)) resolve();
     return step;
@@ -560,6 +582,22 @@ export class GpuScheduler {
   }
 
   // ---------------------------------------------------------------- events
+
+  /** Tells the holder-change listeners when the GPU changed hands since they were last told. */
+  #announceHolder(): void {
+    if (this.#holder === this.#announcedHolder) return;
+    this.#announcedHolder = this.#holder;
+    const holder = this.#holderState();
+    for (const listener of this.#holderListeners) {
+      queueMicrotask(() => {
+        try {
+          listener(holder);
+        } catch (error) {
+          this.#log("GPU holder listener threw", { holder: holder.kind, error: errorMessage(error) });
+        }
+      });
+    }
+  }
 
   /** The job that triggered a reload, and every LLM job waiting for it. */
   #emitToReloadAudience(cause: Job | undefined, event: GpuEvent): void {

@@ -4,7 +4,17 @@ export {
   DEFAULT_MAX_QUEUE,
   type AcquireOptions,
   type GpuSchedulerOptions,
+  type HolderChangeListener,
 } from "./gpu-scheduler.js";
+export {
+  BypassWatchdog,
+  DEFAULT_BYPASS_POLL_MS,
+  type BypassWatchdogOptions,
+  type GateBypass,
+  type GateStatus,
+  type HolderChangeSource,
+  type ResidentModelSource,
+} from "./bypass-watchdog.js";
 export type { GpuLease, ReleaseOutcome } from "./gpu-lease.js";
 export type { GpuEvent, GpuEventListener, GpuEventType, GpuPhase } from "./gpu-events.js";
 export type { LlmState, LlmStateSnapshot } from "./llm-state.js";

@@ -1,4 +1,4 @@
-import type { DiffugenStateValue } from "../../graphs/diffugen/state.js";
+import { answersInWords, type DiffugenStateValue } from "../../graphs/diffugen/state.js";
 import type { JobOutcome } from "./job.js";
 
 type State = Partial<DiffugenStateValue>;
@@ -15,7 +15,7 @@ export function outcomeAfterNode(node: string, state: State): JobOutcome | undef
 export function outcomeOfFinalState(state: State): JobOutcome {
   const warnings = state.warnings ?? [];
   if (state.error) return { kind: "failed", error: state.error, warnings };
-  if (state.intent === "reply") return { kind: "reply", text: state.replyText ?? "", warnings };
+  if (answersInWords(state.intent)) return { kind: "reply", text: state.replyText ?? "", warnings };
   return (
     imagesOutcome(state) ?? {
       kind: "failed",

@@ -110,8 +110,10 @@ export class RunningJob implements Job {
   }
 
   #onProgress(event: ProgressEvent): void {
-    // After the answer, only the LLM reload is left: housekeeping, not part of the job's record.
-    const seq = this.#answered ? this.journal.lastSeq : this.journal.record(event);
+    // After the answer, only the LLM reload is left: housekeeping, not part of the job's
+    // record. A reply's pieces are for live streams: the record keeps the whole text (the
+    // `reply` event and the result), not a row per word.
+    const seq = this.#answered || event.kind === "reply_delta" ? this.journal.lastSeq : this.journal.record(event);
     this.#emit({ type: "progress", event, seq });
   }
 

@@ -15,3 +15,5 @@ export { llmModelOptions, normalizeModelName, sameModel, type LlmConfig } from "
 export { looksLikeDrawRequest } from "./draw-intent.js";
 export { pinoLlmLogger, silentLlmLogger, type LlmLogger } from "./logger.js";
 export { chatDecisionSchema, refinedPromptSchema } from "./refinement-schema.js";
+export { ChatReplier } from "./chat-replier.js";
+export { isBackgroundTask } from "./background-task.js";

@@ -1,4 +1,4 @@
-import type { Ollama } from "ollama";
+import type { Ollama, Options } from "ollama";
 import type { LlmResidency, ReloadReport, UnloadReport } from "../gpu/llm-residency.js";
 import { UnloadTimeoutError, describeCause, httpStatusOf, isUnreachable, ollamaRequestFailure } from "./errors.js";
 import type { LlmLogger } from "./logger.js";
@@ -7,7 +7,7 @@ import { OllamaProbe, readResident, type OllamaProbeOptions, type ResidentModel 
 
 /**
  * The LLM's residency in VRAM, as the GPU scheduler drives it: take every model out of
- * VRAM and prove it, put the configured LLM back. The scheduler is the only caller and
+ * VRAM and prove it, put back what LLM_RESTORE says. The scheduler is the only caller and
  * owns the decision of when (and where the LLM is: its LlmState); this owns the how.
  * Read-only questions (what is resident, free VRAM) go through an OllamaProbe, which
  * /health and `diffugen status` use without being able to unload anything.
@@ -15,6 +15,11 @@ import { OllamaProbe, readResident, type OllamaProbeOptions, type ResidentModel 
  * Ollama's unload is asynchronous: the unload call only marks the runner expired and
  * returns. unloadAll() therefore resolves only once /api/ps no longer lists the models,
  * and rejects with UnloadTimeoutError when they will not leave.
+ *
+ * What comes back after a burst is what was there before it (LLM_RESTORE=previous):
+ * unloadAll() notes the models /api/ps lists when it begins, and reload() loads those,
+ * each with the context length it had, or LLM_MODEL when none was resident.
+ * `default` always loads LLM_MODEL alone; `none` loads nothing and leaves VRAM free.
  */
 
 export interface OllamaResidencyOptions extends OllamaProbeOptions {
@@ -41,9 +46,32 @@ const VRAM_SETTLE_TOLERANCE_MIB = 64;
 const REFUSED_POLLS_MEAN_STOPPED = 2;
 /** An expires_at this much later than our accepted unload means the model was loaded again. */
 const RELOADED_SLACK_MS = 1_000;
+/**
+ * An expires_at further away than this means "never": Ollama keeps a model loaded with a
+ * negative keep_alive for the longest Go duration, so /api/ps shows a date ~292 years on.
+ */
+const FOREVER_AFTER_MS = 100 * 365 * 86_400_000;
+
+/** A model to load in reload(). */
+export interface RestoreTarget {
+  name: string;
+  /** LLM_MODEL: loaded with LLM_KEEP_ALIVE and LLM_NUM_CTX, as the chat calls send them. */
+  configured: boolean;
+  /** num_ctx to load it with: its context_length in /api/ps (other options than its own would reload it). */
+  numCtx: number | undefined;
+  /** keep_alive to load it with: the seconds it had left, -1 for forever; undefined: Ollama's default. */
+  keepAlive: number | undefined;
+}
 
 export class OllamaResidency implements LlmResidency {
   private queue: Promise<unknown> = Promise.resolve();
+  /** LLM_RESTORE=previous: what /api/ps listed when the last unload began, in the order to load it back. */
+  private heldBefore: RestoreTarget[] = [];
+  /**
+   * An unload noted what to restore and no reload has finished since. An unload that finds
+   * nothing then (the reload failed, or Ollama restarted) keeps the note, not an empty one.
+   */
+  private restorePending = false;
   private readonly probe: OllamaProbe;
   private readonly logger: LlmLogger;
   private readonly requestTimeoutMs: number;
@@ -77,8 +105,11 @@ export class OllamaResidency implements LlmResidency {
   }
 
   /**
-   * Loads the configured LLM with the configured keep_alive and the same options chat
-   * calls use, then checks /api/ps that it sits entirely in VRAM.
+   * Loads back what LLM_RESTORE says, one model at a time, then checks /api/ps that each
+   * sits entirely in VRAM. The configured LLM is loaded with the configured keep_alive and
+   * the same options chat calls use; another model with its own context length. A model
+   * that fails to load is reported and not retried; the others still load. Rejects only
+   * when every model failed (the scheduler then counts a failed reload).
    */
   reload(signal?: AbortSignal): Promise<ReloadReport> {
     return this.exclusive(() => this.reloadNow(signal));
@@ -97,8 +128,10 @@ export class OllamaResidency implements LlmResidency {
       if (signal?.aborted) throw signal.reason;
       if (!isUnreachable(err)) throw ollamaRequestFailure(err, signal, this.llm.baseUrl);
       this.logger.warn(`Ollama is not reachable at ${this.llm.baseUrl} (${describeCause(err)}): nothing to unload`);
+      this.noteHeldBefore([], started);
       return { reachable: false, unloaded: [], durationMs: Date.now() - started, freeVramMiB: await this.probe.freeVramMiB(signal) };
     }
+    this.noteHeldBefore(listed, started);
     if (listed.length === 0) {
       return { reachable: true, unloaded: [], durationMs: Date.now() - started, freeVramMiB: await this.probe.freeVramMiB(signal) };
     }
@@ -174,64 +207,127 @@ export class OllamaResidency implements LlmResidency {
     return { reachable: true, unloaded: [...targets], durationMs, freeVramMiB };
   }
 
+  private noteHeldBefore(listed: ResidentModel[], at: number): void {
+    if (listed.length === 0 && this.restorePending) return;
+    this.heldBefore = restoreOrder(listed, this.llm.model, at);
+    this.restorePending = true;
+  }
+
+  /** What reload() loads, in order; empty for LLM_RESTORE=none. */
+  private restoreTargets(): RestoreTarget[] {
+    const configured: RestoreTarget = { name: this.llm.model, configured: true, numCtx: undefined, keepAlive: undefined };
+    switch (this.llm.restore ?? "previous") {
+      case "none":
+        return [];
+      case "default":
+        return [configured];
+      case "previous":
+        return this.heldBefore.length > 0 ? this.heldBefore : [configured];
+    }
+  }
+
   private async reloadNow(signal: AbortSignal | undefined): Promise<ReloadReport> {
     signal?.throwIfAborted();
     const started = Date.now();
-    const model = this.llm.model;
-    const report = (r: Omit<ReloadReport, "model" | "durationMs">): ReloadReport => ({
-      model,
+    const targets = this.restoreTargets();
+    const loaded: RestoreTarget[] = [];
+    const failed: NonNullable<ReloadReport["failed"]> = [];
+    const warnings: string[] = [];
+    const warn = (warning: string) => {
+      this.logger.warn(warning);
+      warnings.push(warning);
+    };
+    const report = (r: Pick<ReloadReport, "reachable" | "fullyOnGpu">, models: string[]): ReloadReport => ({
+      model: mainModel(targets, loaded, this.llm.model),
+      models,
+      failed,
       durationMs: Date.now() - started,
+      ...(warnings.length > 0 ? { warning: warnings.join("; ") } : {}),
       ...r,
     });
 
-    if (isZeroKeepAlive(this.llm.keepAlive)) {
-      // keep_alive 0 with no messages IS the unload request: loading would unload.
-      const warning = `LLM_KEEP_ALIVE is 0, so the LLM is not kept loaded; skipped reloading ${model}`;
-      this.logger.warn(warning);
-      return report({ reachable: true, warning });
+    if (targets.length === 0) {
+      // LLM_RESTORE=none. The scheduler counts the LLM side as ready all the same: the next
+      // LLM lease is granted at once and Ollama loads its model on that call, so nothing
+      // here or there tries to "reload" an LLM that was never meant to come back.
+      this.logger.info("LLM_RESTORE is none: nothing loaded back, VRAM left free");
+      this.restorePending = false;
+      return report({ reachable: true }, []);
     }
 
-    const options = llmModelOptions(this.llm);
-    try {
-      await this.client(signal, this.loadTimeoutMs).chat({
-        model,
-        messages: [],
-        keep_alive: this.llm.keepAlive,
-        ...(Object.keys(options).length > 0 ? { options } : {}),
-      });
-    } catch (err) {
-      if (signal?.aborted) throw signal.reason;
-      if (isUnreachable(err)) {
-        const warning = `Ollama is not reachable at ${this.llm.baseUrl} (${describeCause(err)}); ${model} not reloaded`;
-        this.logger.warn(warning);
-        return report({ reachable: false, warning });
+    let firstFailure: unknown;
+    for (const target of targets) {
+      if (target.configured && isZeroKeepAlive(this.llm.keepAlive)) {
+        // keep_alive 0 with no messages IS the unload request: loading would unload.
+        warn(`LLM_KEEP_ALIVE is 0, so the LLM is not kept loaded; skipped reloading ${target.name}`);
+        continue;
       }
-      throw ollamaRequestFailure(err, signal, this.llm.baseUrl, model);
+      try {
+        await this.load(target, signal);
+        loaded.push(target);
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason;
+        if (isUnreachable(err)) {
+          const missing = targets.filter((t) => !loaded.includes(t)).map((t) => t.name);
+          warn(`Ollama is not reachable at ${this.llm.baseUrl} (${describeCause(err)}); ${missing.join(", ")} not reloaded`);
+          return report({ reachable: false }, loaded.map((t) => t.name));
+        }
+        firstFailure ??= ollamaRequestFailure(err, signal, this.llm.baseUrl, target.name);
+        failed.push({ model: target.name, error: describeCause(err) });
+        // Deleted since the burst began: not worth a try after the next burst either.
+        if (httpStatusOf(err) === 404) this.heldBefore = this.heldBefore.filter((t) => t !== target);
+        warn(`${target.name} could not be loaded back (${describeCause(err)})`);
+      }
     }
+    if (loaded.length === 0 && firstFailure !== undefined) throw firstFailure;
+    this.restorePending = false;
+    if (loaded.length === 0) return report({ reachable: true }, []);
 
-    let resident: ResidentModel | undefined;
+    let listed: ResidentModel[];
     try {
-      resident = (await readResident(this.client(signal, this.requestTimeoutMs))).find((m) => sameModel(m.name, model));
+      listed = await readResident(this.client(signal, this.requestTimeoutMs));
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
-      const warning = `${model} loaded, but /api/ps could not be read to check it is on the GPU (${describeCause(err)})`;
-      this.logger.warn(warning);
-      return report({ reachable: true, warning });
+      const names = loaded.map((t) => t.name).join(", ");
+      warn(`${names} loaded, but /api/ps could not be read to check ${loaded.length === 1 ? "it is" : "they are"} on the GPU (${describeCause(err)})`);
+      return report({ reachable: true }, loaded.map((t) => t.name));
     }
-    if (resident === undefined) {
-      const warning = `${model} loaded, but /api/ps does not list it`;
-      this.logger.warn(warning);
-      return report({ reachable: true, warning });
-    }
-    if (!resident.fullyOnGpu) {
+    const back: string[] = [];
+    let allOnGpu = true;
+    for (const target of loaded) {
+      const resident = listed.find((m) => sameModel(m.name, target.name));
+      if (resident === undefined) {
+        // With several, Ollama may have let an earlier one go to make room for a later one.
+        warn(`${target.name} loaded, but /api/ps does not list it`);
+        continue;
+      }
+      back.push(target.name);
+      if (resident.fullyOnGpu) continue;
+      allOnGpu = false;
       const pct = resident.sizeBytes > 0 ? Math.round((100 * resident.sizeVramBytes) / resident.sizeBytes) : 0;
-      const warning =
-        `${model} is only ${pct}% on the GPU (${mib(resident.sizeVramBytes)} of ${mib(resident.sizeBytes)} MiB): ` +
-        `the rest runs on the CPU and chats will be slow; lower LLM_NUM_CTX or use a smaller model`;
-      this.logger.warn(warning);
-      return report({ reachable: true, fullyOnGpu: false, warning });
+      const remedy = target.configured ? "lower LLM_NUM_CTX or use a smaller model" : "its client may ask for a smaller context or model";
+      warn(
+        `${target.name} is only ${pct}% on the GPU (${mib(resident.sizeVramBytes)} of ${mib(resident.sizeBytes)} MiB): ` +
+          `the rest runs on the CPU and chats will be slow; ${remedy}`,
+      );
     }
-    return report({ reachable: true, fullyOnGpu: true });
+    return report({ reachable: true, ...(back.length > 0 ? { fullyOnGpu: allOnGpu } : {}) }, back);
+  }
+
+  /** One load request: a chat with no messages (REFERENCE.md §2), with the target's options and keep_alive. */
+  private async load(target: RestoreTarget, signal: AbortSignal | undefined): Promise<void> {
+    const options: Partial<Options> = target.configured
+      ? llmModelOptions(this.llm)
+      : target.numCtx === undefined
+        ? {}
+        : { num_ctx: target.numCtx };
+    const keepAlive = target.configured ? this.llm.keepAlive : target.keepAlive;
+    await this.client(signal, this.loadTimeoutMs).chat({
+      model: target.name,
+      messages: [],
+      ...(keepAlive === undefined ? {} : { keep_alive: keepAlive }),
+      ...(Object.keys(options).length > 0 ? { options } : {}),
+    });
   }
 
   /** Free VRAM once it stops rising (the driver frees a runner's memory a little late). */
@@ -260,6 +356,45 @@ export class OllamaResidency implements LlmResidency {
     this.queue = run.catch(() => undefined);
     return run;
   }
+}
+
+/**
+ * The models /api/ps listed when an unload began (`at`), as reload() is to load them back.
+ *
+ * The order: soonest expires_at first, latest last. /api/ps has no "last used" time; its
+ * expires_at is the end of the model's last request plus that request's keep_alive, so
+ * among models with the same keep_alive it is the order they were last used in, and
+ * whatever their keep_alives it is the order Ollama would have let them go in. Loading
+ * the one that would stay longest (the one used last, or kept forever like LLM_MODEL
+ * with LLM_KEEP_ALIVE=-1) last means that when VRAM cannot hold them all, Ollama makes
+ * room by evicting one loaded earlier, never that one.
+ *
+ * Each keeps the time it had left (as keep_alive), so a burst neither shortens nor
+ * lengthens its stay in VRAM; a model already expired (being unloaded) was on its way
+ * out and is left out.
+ */
+export function restoreOrder(listed: readonly ResidentModel[], configuredModel: string, at: number): RestoreTarget[] {
+  return listed
+    .map((m) => ({ m, left: m.expiresAt === undefined ? NaN : Date.parse(m.expiresAt) - at }))
+    .filter(({ left }) => !(left <= 0))
+    // Stable: equal expiries (two models kept forever) keep /api/ps's order; unknown ones go first.
+    .sort((a, b) => sortKey(a.left) - sortKey(b.left))
+    .map(({ m, left }) => ({
+      name: m.name,
+      configured: sameModel(m.name, configuredModel),
+      numCtx: m.contextLength,
+      keepAlive: Number.isNaN(left) ? undefined : left > FOREVER_AFTER_MS ? -1 : Math.ceil(left / 1000),
+    }));
+}
+
+function sortKey(left: number): number {
+  return Number.isNaN(left) ? Number.MIN_SAFE_INTEGER : left;
+}
+
+/** ReloadReport.model: the configured LLM when it was meant to come back, else the last one loaded. */
+function mainModel(targets: readonly RestoreTarget[], loaded: readonly RestoreTarget[], configuredModel: string): string {
+  if (targets.length === 0 || targets.some((t) => t.configured)) return configuredModel;
+  return (loaded.at(-1) ?? targets.at(-1))?.name ?? configuredModel;
 }
 
 function isZeroKeepAlive(keepAlive: number | string): boolean {

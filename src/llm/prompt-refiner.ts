@@ -1,10 +1,11 @@
-import { AIMessage, HumanMessage, SystemMessage, type BaseMessage } from "@langchain/core/messages";
+import type { BaseMessage } from "@langchain/core/messages";
 import type { ChatOllama } from "@langchain/ollama";
 import type { z } from "zod";
 import type { ModelFamily } from "../models/index.js";
 import { createChatOllama } from "./chat-model.js";
+import { conversationMessages, type ConversationTurn } from "./conversation.js";
 import { looksLikeDrawRequest } from "./draw-intent.js";
-import { describeCause, httpStatusOf, isUnreachable } from "./errors.js";
+import { describeLlmFailure, RefineTimeoutError } from "./llm-failure.js";
 import type { LlmLogger } from "./logger.js";
 import type { LlmConfig } from "./ollama-client.js";
 import { findLoraTags, keepsSubject, restoreUserSyntax, tidyPrompt } from "./prompt-syntax.js";
@@ -22,17 +23,15 @@ import { chatDecisionSchema, refinedPromptSchema } from "./refinement-schema.js"
 /**
  * Turns what the user typed into a prompt the image model draws well (Qwen via
  * ChatOllama, structured output), and in chat mode decides whether the user asked for
- * a picture at all.
+ * a picture at all (the words of a reply are written afterwards, streamed: chat-replier.ts).
  *
  * Refinement is a nicety, never a gate: when Ollama is down, slow, missing the model or
  * answering nonsense, the user's own words are used (`fellBack: true` + `warning`) and
  * the picture still gets made. Only the caller's own abort stops it.
  */
 
-export interface ConversationTurn {
-  role: "user" | "assistant" | "system";
-  content: string;
-}
+export type { ConversationTurn } from "./conversation.js";
+export { RefineTimeoutError } from "./llm-failure.js";
 
 export interface RefineInput {
   /** What the user asked for, as typed (may hold LoRA tags and weights). */
@@ -58,7 +57,17 @@ export interface RefinedPrompt {
 
 export type ChatDecision =
   | (RefinedPrompt & { intent: "draw" })
-  | { intent: "reply"; reply: string; fellBack: boolean; warning?: string | undefined; durationMs: number };
+  | {
+      intent: "reply";
+      /**
+       * Only when the LLM could not be asked (`fellBack`): what to say instead, at once.
+       * Otherwise the reply is the LLM's to write, streamed (ChatReplier).
+       */
+      reply?: string | undefined;
+      fellBack: boolean;
+      warning?: string | undefined;
+      durationMs: number;
+    };
 
 export interface PromptRefinerOptions {
   /** Where a fallback to the user's own words is told. */
@@ -69,15 +78,6 @@ export interface PromptRefinerOptions {
   maxHistoryTurns?: number;
 }
 
-/** The LLM did not answer within refineTimeoutMs. */
-export class RefineTimeoutError extends Error {
-  constructor(readonly timeoutMs: number) {
-    super(`the LLM did not answer within ${timeoutMs} ms`);
-    this.name = "RefineTimeoutError";
-  }
-}
-
-const MAX_TURN_CHARS = 2_000;
 const MAX_PROMPT_CHARS = 2_000;
 
 export class PromptRefiner {
@@ -111,7 +111,11 @@ export class PromptRefiner {
     return this.finish(input, answer.prompt, answer.negative_prompt, started);
   }
 
-  /** Chat mode: does the user want a picture (then the refined prompt) or an answer? */
+  /**
+   * Chat mode: does the user want a picture (then the refined prompt) or an answer in words?
+   * The answer itself is not asked for here: a structured answer arrives whole, so the
+   * words could not stream (ChatReplier writes them).
+   */
   async decide(input: RefineInput, signal?: AbortSignal): Promise<ChatDecision> {
     signal?.throwIfAborted();
     const started = Date.now();
@@ -132,11 +136,7 @@ export class PromptRefiner {
       }
       return { intent: "draw", ...this.finish(input, answer.prompt, answer.negative_prompt ?? "", started) };
     }
-    const reply = answer.reply?.trim() ?? "";
-    if (reply !== "") return { intent: "reply", reply, fellBack: false, durationMs: Date.now() - started };
-    const reason = "the LLM gave an empty reply";
-    if (wantsPicture()) return { intent: "draw", ...this.fallback(input, reason, started) };
-    return this.fallbackReply(reason, started);
+    return { intent: "reply", fellBack: false, durationMs: Date.now() - started };
   }
 
   /** One structured call with the refine timeout; rethrows the caller's abort as is. */
@@ -165,16 +165,8 @@ export class PromptRefiner {
     if (input.previousPrompt !== undefined && input.previousPrompt.trim() !== "") {
       system += fillTemplate(FOLLOW_UP_INSTRUCTIONS, { previousPrompt: input.previousPrompt.trim() });
     }
-    const history = [...(input.history ?? [])].filter((t) => t.content.trim() !== "");
-    const last = history.at(-1);
-    // The caller may pass the conversation including the current message: send it once.
-    if (last?.role === "user" && last.content.trim() === input.request.trim()) history.pop();
-    const turns = history.slice(-this.maxHistoryTurns).map((t) => {
-      const content = t.content.length > MAX_TURN_CHARS ? `${t.content.slice(0, MAX_TURN_CHARS)}…` : t.content;
-      return t.role === "assistant" ? new AIMessage(content) : t.role === "system" ? new SystemMessage(content) : new HumanMessage(content);
-    });
     const request = input.request.trim() === "" ? "Draw the previous picture again." : input.request.trim();
-    return [new SystemMessage(system), ...turns, new HumanMessage(request)];
+    return conversationMessages(system, input.history, request, this.maxHistoryTurns);
   }
 
   /** Checks and repairs the LLM's prompt; a prompt that lost the subject is not used. */
@@ -244,15 +236,6 @@ export class PromptRefiner {
   }
 
   private describeFailure(err: unknown): string {
-    if (err instanceof RefineTimeoutError) return err.message;
-    if (isUnreachable(err)) return `Ollama is not reachable at ${this.llm.baseUrl}`;
-    const status = httpStatusOf(err);
-    if (status === 404) return `the LLM "${this.llm.model}" is not installed in Ollama (ollama pull ${this.llm.model})`;
-    const name = err instanceof Error ? err.name : "";
-    if (name === "OutputParserException" || name === "ZodError" || name === "SyntaxError") {
-      return "the LLM's answer was not valid JSON for the prompt schema";
-    }
-    if (status !== undefined) return `Ollama answered HTTP ${status} (${describeCause(err)})`;
-    return `the LLM request failed (${describeCause(err)})`;
+    return describeLlmFailure(err, this.llm);
   }
 }

@@ -53,12 +53,12 @@ The previous picture was made from this prompt:
 
 If the user's message changes that picture ("make it darker", "now in winter", "add a hat"), start from the previous prompt, apply exactly the requested change and keep everything else, including its LoRA tags and weights. If the user asks for something new, write a new prompt.`;
 
-/** Chat mode: decide whether the user asked for a picture, and answer or write the prompt. */
+/** Chat mode: decide whether the user asked for a picture, and write the prompt if so. */
 export const CHAT_SYSTEM_PROMPT = `You are DiffuGen, a friendly assistant in a chat that can also draw pictures with an image generation model ({modelDescription}).
 
 Decide what the user's last message asks for:
 - A picture (draw, paint, sketch, generate or show an image or photo of something, or change the previous picture: "make it darker", "again but at night"): answer {"intent": "draw", "prompt": ..., "negative_prompt": ...} with the prompt written by the rules below.
-- Anything else (questions, conversation, thanks, questions about a picture): answer {"intent": "reply", "reply": ...} with a helpful, concise reply in the user's language.
+- Anything else (questions, conversation, thanks, questions about a picture): answer {"intent": "reply"} only; the reply itself is written afterwards.
 
 Rules for the prompt:
 - Depict exactly what the user asked for. Keep their subject, count, colors and setting; never replace the subject with a different one.
@@ -67,6 +67,11 @@ Rules for the prompt:
 
 Style for this model:
 {familyStyle}`;
+
+/** Chat mode, once the user asked for no picture: the reply itself, in plain words (streamed). */
+export const CHAT_REPLY_SYSTEM_PROMPT = `You are DiffuGen, a friendly assistant in a chat that can also draw pictures (the user only has to ask for one).
+
+Answer the user's last message helpfully and concisely, in the user's language. Write the answer itself: no JSON, no preamble.`;
 
 /** Fills `{name}` placeholders; unknown names are left as they are. */
 export function fillTemplate(template: string, values: Record<string, string>): string {

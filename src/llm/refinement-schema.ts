@@ -11,9 +11,12 @@ export const refinedPromptSchema = z.object({
 });
 export type RefinedPromptAnswer = z.infer<typeof refinedPromptSchema>;
 
+/**
+ * The chat's decision. A reply's words are not part of it: a structured answer arrives
+ * whole, and the words must stream (they are asked for afterwards, in plain text).
+ */
 export const chatDecisionSchema = z.object({
   intent: z.enum(["draw", "reply"]).describe('"draw" when the user asks for a picture, else "reply".'),
-  reply: z.string().optional().describe('The answer to the user, when intent is "reply".'),
   prompt: z.string().optional().describe('The image prompt, when intent is "draw".'),
   negative_prompt: z.string().optional().describe('What the image should avoid, when intent is "draw".'),
 });

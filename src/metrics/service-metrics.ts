@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { GpuHolderState, GpuSchedulerStats, LlmState } from "../gpu/index.js";
+import type { GateStatus, GpuHolderState, GpuSchedulerStats, LlmState } from "../gpu/index.js";
 import type { JobEvent, JobInput, JobOutcome, JobResult } from "../jobs/job.js";
 import type { JobInfo, JobObserver } from "../jobs/job-observer.js";
 import { CountFollower, DurationFollower } from "./duration-follower.js";
@@ -11,8 +11,15 @@ export interface GpuStatsSource {
   stats(): GpuSchedulerStats;
 }
 
+/** Where the gate figures come from: the bypass watchdog (read, never driven). */
+export interface GateStatsSource {
+  status(): Pick<GateStatus, "byModel">;
+}
+
 export interface ServiceMetricsOptions {
   scheduler: GpuStatsSource;
+  /** The bypass watchdog bootstrap started, when there is one. */
+  gate?: GateStatsSource | undefined;
   /** prom-client's process metrics (CPU, memory, event loop, GC) on this registry. Default true. */
   processMetrics?: boolean | undefined;
   /** Clock in ms (uptime). Default Date.now. */
@@ -46,6 +53,7 @@ export class ServiceMetrics implements JobObserver {
   readonly registry = new Registry();
 
   readonly #scheduler: GpuStatsSource;
+  readonly #gate: GateStatsSource | undefined;
   readonly #now: () => number;
   readonly #startedAt: number;
 
@@ -65,6 +73,9 @@ export class ServiceMetrics implements JobObserver {
   readonly #queueLength: Gauge;
   readonly #gpuHolder: Gauge<"holder">;
   readonly #llmState: Gauge<"state">;
+  readonly #gateBypasses: Counter<"model">;
+  /** Bypasses per model already added to the counter. */
+  readonly #gateBypassesCounted = new Map<string, number>();
 
   // What /stats shows (prom-client's own values are only readable asynchronously).
   readonly #requests = { total: 0, by_status: { "2xx": 0, "4xx": 0, "5xx": 0 } };
@@ -80,6 +91,7 @@ export class ServiceMetrics implements JobObserver {
 
   constructor(options: ServiceMetricsOptions) {
     this.#scheduler = options.scheduler;
+    this.#gate = options.gate;
     this.#now = options.now ?? Date.now;
     this.#startedAt = this.#now();
     const registers = [this.registry];
@@ -171,6 +183,12 @@ export class ServiceMetrics implements JobObserver {
       labelNames: ["state"],
       registers,
     });
+    this.#gateBypasses = new Counter({
+      name: "diffugen_gate_bypass_total",
+      help: "Models Ollama loaded while diffusion held the GPU: a client that calls Ollama directly, not through DiffuGen",
+      labelNames: ["model"],
+      registers,
+    });
 
     // Every series that has a known label set exists from the start, at 0: a rate() over
     // a series that appears only with its first increment misses that increment.
@@ -245,7 +263,19 @@ export class ServiceMetrics implements JobObserver {
     this.#queueLength.set(stats.queue.length);
     for (const holder of keysOf(holderKinds)) this.#gpuHolder.labels(holder).set(holder === stats.gpu.kind ? 1 : 0);
     for (const state of keysOf(llmStates)) this.#llmState.labels(state).set(state === stats.llm.state ? 1 : 0);
+    this.#refreshGate();
     return stats;
+  }
+
+  /** Adds the bypasses the watchdog has seen since the last refresh. */
+  #refreshGate(): void {
+    if (!this.#gate) return;
+    for (const [model, total] of Object.entries(this.#gate.status().byModel)) {
+      const counted = this.#gateBypassesCounted.get(model) ?? 0;
+      if (total <= counted) continue;
+      this.#gateBypasses.labels(model).inc(total - counted);
+      this.#gateBypassesCounted.set(model, total);
+    }
   }
 
   // ------------------------------------------------------------------ views

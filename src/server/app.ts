@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
+import type { BypassWatchdog } from "../gpu/index.js";
 import { jobLogObserver, type JobRunner } from "../jobs/index.js";
 import { createLogger, type Logger } from "../logging/index.js";
 import { ServiceMetrics } from "../metrics/index.js";
@@ -17,16 +18,22 @@ import { openaiChatRoutes } from "./routes/openai-chat.js";
 import { openaiImageEditsRoutes } from "./routes/openai-image-edits.js";
 import { openaiImagesRoutes } from "./routes/openai-images.js";
 import { openaiModelsRoutes } from "./routes/openai-models.js";
+import { openaiPassthroughRoutes } from "./routes/openai-passthrough.js";
 import { observabilityRoutes } from "./routes/observability.js";
+import { ollamaGatewayHandler, ollamaGatewayMount, type GatewayShutdown } from "./routes/ollama-gateway.js";
 import { requestMetrics } from "./request-metrics.js";
 import { defaultHeartbeatMs, type ServerOptions } from "./server-config.js";
 import type { AppEnv, ServerContext } from "./server-context.js";
 
 export interface AppOptions extends Partial<ServerOptions> {
+  /** The bypass watchdog bootstrap started (/health and /metrics show what it caught). */
+  gate?: BypassWatchdog | undefined;
   /** Figures for /stats and /metrics (default: new ones, on a registry of their own). */
   metrics?: ServiceMetrics | undefined;
   /** The JSON-lines log (default: pino on stderr at LOG_LEVEL). */
   logger?: Logger | undefined;
+  /** The server's shutdown (startServer): the Ollama gateway refuses new LLM calls, then cuts the last ones. */
+  shutdown?: GatewayShutdown | undefined;
 }
 
 /**
@@ -36,7 +43,7 @@ export interface AppOptions extends Partial<ServerOptions> {
  */
 const isOpenPath = (path: string) => path === "/health";
 
-/** Every path this app answers (and so guards). */
+/** Every path this app answers (and so guards; the Ollama gateway guards its own). */
 const ownPaths = ["/health", "/images/*", "/v1/*", "/generate", "/generate/*", "/stats", "/metrics"];
 
 /**
@@ -47,7 +54,9 @@ const ownPaths = ["/health", "/images/*", "/v1/*", "/generate", "/generate/*", "
 export function createApp(runner: JobRunner, options: AppOptions = {}): Hono<AppEnv> {
   const deps = runner.deps;
   const logger = options.logger ?? createLogger({ level: deps.config.logLevel });
-  const metrics = options.metrics ?? new ServiceMetrics({ scheduler: deps.scheduler });
+  // The watchdog bootstrap started: /health and /metrics show what it caught.
+  const gate = options.gate;
+  const metrics = options.metrics ?? new ServiceMetrics({ scheduler: deps.scheduler, gate });
   const serverOptions: ServerOptions = {
     apiKey: options.apiKey,
     publicBaseUrl: options.publicBaseUrl?.replace(/\/+$/, ""),
@@ -64,6 +73,7 @@ export function createApp(runner: JobRunner, options: AppOptions = {}): Hono<App
     startedAt: Math.floor(Date.now() / 1000),
     metrics,
     logger,
+    gate,
   };
   ctx.runner.observe(metrics);
   ctx.runner.observe(jobLogObserver(logger));
@@ -102,9 +112,17 @@ export function createApp(runner: JobRunner, options: AppOptions = {}): Hono<App
   app.route("/v1", openaiModelsRoutes(ctx));
   app.route("/v1", openaiImagesRoutes(ctx));
   app.route("/v1", openaiImageEditsRoutes(ctx));
+  // Before the chat route: a chat for an Ollama model goes to Ollama, DiffuGen's fall through.
+  app.route("/v1", openaiPassthroughRoutes(ctx, { waitStatus: options.gatewayWaitStatus ?? true }));
   app.route("/v1", openaiChatRoutes(ctx));
   app.route("/v1", graphStreamRoutes(ctx));
   app.route("/v1", jobsRoutes(ctx));
+  // Ollama's API for every LLM client on the box (routes/ollama-gateway.ts). It checks the key
+  // and the body limit itself, to answer in Ollama's error shape and to let blob uploads
+  // stream through unbounded.
+  app.use(`${ollamaGatewayMount}/*`, countRequests);
+  app.use(`${ollamaGatewayMount}/*`, corsHeaders);
+  app.all(`${ollamaGatewayMount}/*`, ollamaGatewayHandler(ctx, { mountPath: ollamaGatewayMount, shutdown: options.shutdown }));
   app.route("/", diffugenApiRoutes(ctx));
   app.route("/", observabilityRoutes(ctx));
 

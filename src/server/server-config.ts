@@ -13,6 +13,13 @@ import { z } from "zod";
  *                              (only chat jobs), images (only image jobs)
  *   SHUTDOWN_GRACE_S 30        on SIGTERM/SIGINT, how long running jobs may finish before
  *                              they are cancelled
+ *   OLLAMA_GATEWAY_PORT unset  when set, a second listener serves Ollama's API (the /ollama
+ *                              gateway) at its root, for clients that only take a host:port
+ *                              (`OLLAMA_HOST=127.0.0.1:11435 ollama run ...`); 0 picks a free port
+ *   OLLAMA_GATEWAY_HOST 127.0.0.1  the address that listener binds
+ *   GATEWAY_WAIT_STATUS true   whether a streaming chat for an Ollama model that has to wait
+ *                              for the GPU gets OpenWebUI status chunks meanwhile (false for
+ *                              strict OpenAI clients: they then get Ollama's stream only)
  */
 
 function optional<T extends z.ZodType>(schema: T) {
@@ -27,6 +34,11 @@ const serverEnvSchema = z.object({
     z.enum(["true", "false", "1", "0", "chat", "images"], { error: "one of true, false, chat, images" }),
   ).default("true"),
   SHUTDOWN_GRACE_S: optional(z.coerce.number().nonnegative().max(3600)).default(30),
+  OLLAMA_GATEWAY_PORT: optional(
+    z.coerce.number({ error: "a port number (0-65535)" }).int({ error: "a port number (0-65535)" }).min(0, { error: "a port number (0-65535)" }).max(65535, { error: "a port number (0-65535)" }),
+  ),
+  OLLAMA_GATEWAY_HOST: optional(z.string().trim().min(1).regex(/^[^\s/]+$/, { error: "an address to listen on, such as 127.0.0.1 or 0.0.0.0" })).default("127.0.0.1"),
+  GATEWAY_WAIT_STATUS: optional(z.enum(["true", "false", "1", "0"], { error: "true or false" })).default("true"),
 });
 
 /** Which jobs a client's disconnect cancels. */
@@ -52,6 +64,15 @@ export interface ServerOptions {
   heartbeatMs: number;
   /** Where unexpected errors are reported. */
   log: (message: string) => void;
+  /** OLLAMA_GATEWAY_PORT: a second listener with Ollama's API at its root (startServer); unset, none. */
+  ollamaGatewayPort?: number | undefined;
+  /** OLLAMA_GATEWAY_HOST (default 127.0.0.1). */
+  ollamaGatewayHost?: string | undefined;
+  /**
+   * Status chunks while an OpenAI passthrough chat waits for the GPU (default true).
+   * Optional: createApp hands it to the passthrough routes (src/server/routes/openai-passthrough.ts).
+   */
+  gatewayWaitStatus?: boolean | undefined;
 }
 
 export class ServerConfigError extends Error {
@@ -78,6 +99,9 @@ export function loadServerOptions(env: NodeJS.ProcessEnv = process.env): Omit<Se
     maxBodyBytes: Math.round(e.MAX_BODY_MB * 1024 * 1024),
     cancelOnDisconnect: cancelOnDisconnect(e.CANCEL_ON_DISCONNECT),
     shutdownGraceMs: e.SHUTDOWN_GRACE_S * 1000,
+    ollamaGatewayPort: e.OLLAMA_GATEWAY_PORT,
+    ollamaGatewayHost: e.OLLAMA_GATEWAY_HOST,
+    gatewayWaitStatus: e.GATEWAY_WAIT_STATUS === "true" || e.GATEWAY_WAIT_STATUS === "1",
     heartbeatMs: defaultHeartbeatMs,
   };
 }

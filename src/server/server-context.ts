@@ -1,4 +1,5 @@
 import type { DiffugenDeps } from "../../graphs/diffugen/dependencies.js";
+import type { GateStatus } from "../gpu/index.js";
 import type { JobRunner } from "../jobs/index.js";
 import type { Logger } from "../logging/index.js";
 import type { ServiceMetrics } from "../metrics/index.js";
@@ -15,6 +16,8 @@ export interface ServerContext {
   metrics: ServiceMetrics;
   /** The structured (JSON lines) log. */
   logger: Logger;
+  /** The bypass watchdog watching the scheduler (src/gpu/bypass-watchdog.ts), when bootstrap started one. */
+  gate: { status(): GateStatus } | undefined;
 }
 
 /** Hono's per-request variables. */

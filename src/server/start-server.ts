@@ -3,12 +3,20 @@ import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { serve } from "@hono/node-server";
 import type { JobRunner } from "../jobs/index.js";
 import { createApp, type AppOptions } from "./app.js";
+import { atRootOf, listenOllamaGateway, pointsAtGateway } from "./gateway/ollama-listener.js";
+import { ollamaGatewayMount } from "./routes/ollama-gateway.js";
 import { loadServerOptions } from "./server-config.js";
 
 export interface RunningServer {
   /** `http://host:port`, with the port actually bound (PORT=0 picks a free one). */
   url: string;
   port: number;
+  /**
+   * The second listener's `http://host:port` when OLLAMA_GATEWAY_PORT is set (Ollama's API at
+   * its root; port 0 picks a free one); Ollama's API is always at `${url}/ollama` too.
+   */
+  ollamaGatewayUrl: string | undefined;
+  ollamaGatewayPort: number | undefined;
   /** The server's job runner (its jobs, their store, observers). */
   runner: JobRunner;
   /**
@@ -60,7 +68,10 @@ export async function startServer(runner: JobRunner, options: StartServerOptions
   const deps = runner.deps;
   const fromEnv = loadServerOptions();
   const appOptions = { ...fromEnv, ...definedOnly(options) };
-  const app = createApp(runner, appOptions);
+  // The Ollama gateway's part in shutdown: no new LLM calls once it begins, the last ones cut after the grace.
+  const gatewayClosing = new AbortController();
+  const gatewayCut = new AbortController();
+  const app = createApp(runner, { ...appOptions, shutdown: { closing: gatewayClosing.signal, cut: gatewayCut.signal } });
   const host = options.host ?? deps.config.server.host;
   const port = options.port ?? deps.config.server.port;
 
@@ -74,17 +85,35 @@ export async function startServer(runner: JobRunner, options: StartServerOptions
   const address = server.address() as AddressInfo;
   const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
 
+  // OLLAMA_GATEWAY_PORT: the same gateway at the root of a port of its own.
+  let gateway: Awaited<ReturnType<typeof listenOllamaGateway>> | undefined;
+  try {
+    if (appOptions.ollamaGatewayPort !== undefined) {
+      gateway = await listenOllamaGateway(atRootOf(app.fetch, ollamaGatewayMount), appOptions.ollamaGatewayPort, appOptions.ollamaGatewayHost ?? "127.0.0.1");
+    }
+    const listeners = [{ host, port: address.port, mountPath: ollamaGatewayMount }, ...(gateway ? [{ host: appOptions.ollamaGatewayHost ?? "127.0.0.1", port: gateway.port }] : [])];
+    if (pointsAtGateway(deps.config.llm.baseUrl, listeners)) {
+      throw new Error(`OLLAMA_BASE_URL (${deps.config.llm.baseUrl}) points at DiffuGen's own Ollama gateway: set it to Ollama itself (default http://127.0.0.1:11434)`);
+    }
+  } catch (err) {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (gateway) await new Promise<void>((resolve) => gateway!.server.close(() => resolve()));
+    throw err;
+  }
+  const servers = gateway ? [server, gateway.server] : [server];
+
   // The grace period ends early when cancelJobs() is called.
   let endGrace: () => void = () => undefined;
   const graceCut = new Promise<"cut">((resolve) => (endGrace = () => resolve("cut")));
   let cancelled = false;
   const cancelJobs = () => {
     cancelled = true;
+    gatewayCut.abort(new Error(shutdownReason));
     endGrace();
     runner.cancelAll(shutdownReason);
   };
 
-  const requests = trackRequests(server);
+  const requests = trackRequests(servers);
   /** Nothing left to wait for: no job running and every answer sent. */
   const whenQuiet = async () => {
     while (runner.activeJobs > 0 || requests.open > 0) {
@@ -97,9 +126,10 @@ export async function startServer(runner: JobRunner, options: StartServerOptions
   const close = async (onStep: (message: string) => void) => {
     // No new connections; keep-alive connections with no request in flight go now. The
     // ones streaming an answer stay open until it is sent.
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    server.closeIdleConnections();
+    const closed = Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    for (const s of servers) s.closeIdleConnections();
     runner.close(); // a request still arriving on an open connection gets 503 shutting_down
+    gatewayClosing.abort(new Error(shutdownReason)); // so does a new LLM call through the gateway
 
     const running = runner.activeJobs;
     if (running > 0 && !cancelled) {
@@ -109,6 +139,8 @@ export async function startServer(runner: JobRunner, options: StartServerOptions
     // The grace period: jobs finish and their clients get their whole answers (a job is
     // over before its streamed answer is: the last events are written after it).
     const ended = cancelled ? "cut" : await within(appOptions.shutdownGraceMs, Promise.race([whenQuiet().then(() => "quiet" as const), graceCut]));
+    // LLM calls still relaying through the gateway are cut too: their leases would hold the GPU scheduler up.
+    if (ended !== "quiet") gatewayCut.abort(new Error(shutdownReason));
     if (ended !== "quiet" && runner.activeJobs > 0) {
       onStep(`${ended === "cut" ? "cancelling" : "grace period over: cancelling"} ${plural(runner.activeJobs, "running job")}`);
       cancelJobs();
@@ -129,13 +161,15 @@ export async function startServer(runner: JobRunner, options: StartServerOptions
     // Answers still being written (a cancelled stream's last event) get a moment more.
     await within(lastAnswersWaitMs, requests.whenDone());
     await runner.dispose();
-    server.closeAllConnections();
+    for (const s of servers) s.closeAllConnections();
     await closed;
   };
 
   return {
     url: `http://${shownHost}:${address.port}`,
     port: address.port,
+    ollamaGatewayUrl: gateway?.url,
+    ollamaGatewayPort: gateway?.port,
     runner,
     close(closeOptions = {}) {
       closing ??= close(closeOptions.onStep ?? (() => undefined));
@@ -145,17 +179,18 @@ export async function startServer(runner: JobRunner, options: StartServerOptions
   };
 }
 
-/** Counts the requests whose response is not over yet (sent, or its connection gone). */
-function trackRequests(server: Server) {
+/** Counts the requests whose response is not over yet (sent, or its connection gone), on every listener. */
+function trackRequests(servers: Server[]) {
   let open = 0;
   const waiters: (() => void)[] = [];
-  server.on("request", (_req: IncomingMessage, res: ServerResponse) => {
+  const onRequest = (_req: IncomingMessage, res: ServerResponse) => {
     open += 1;
     res.once("close", () => {
       open -= 1;
       if (open === 0) for (const resolve of waiters.splice(0)) resolve();
     });
-  });
+  };
+  for (const server of servers) server.on("request", onRequest);
   return {
     get open() {
       return open;

@@ -6,4 +6,5 @@ import { loadServerOptions } from "./server-config.js";
  * The HTTP API as the LangGraph dev server mounts it (langgraph.json `http.app`), on the
  * same job runner and GPU scheduler as the graph Studio runs (graphs/studio.ts).
  */
-export const app = createApp(studioBootstrap().runner, loadServerOptions());
+const studio = studioBootstrap();
+export const app = createApp(studio.runner, { ...loadServerOptions(), gate: studio.gate });

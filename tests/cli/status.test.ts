@@ -106,6 +106,8 @@ describe("diffugen status, with the server up", () => {
     expect(text.stdout).toMatch(/1\. job-[0-9a-f-]+ {2}diffusion {2}waiting \d/);
     expect(text.stdout).toContain("1 swap (LLM out for drawing, then back)");
     expect(text.stdout).toMatch(/Jobs: 2 running, 2 since start/);
+    // Nothing loaded behind DiffuGen's back: no gate line.
+    expect(text.stdout).not.toContain("Gate:");
 
     const json = await status(["--url", url, "--json"]);
     expect(json.exitCode).toBe(0);
@@ -114,6 +116,8 @@ describe("diffugen status, with the server up", () => {
     expect(report.server.health.scheduler.gpu.kind).toBe("diffusion");
     expect(report.server.health.scheduler.queue).toHaveLength(1);
     expect(report.server.health.ollama.resident).toEqual([]);
+    // The bypass watchdog polls while the job draws, and has caught nothing.
+    expect(report.server.health.gate).toEqual({ bypasses: 0, last: null, watching: true });
     expect(report.server.stats.queue.jobs).toHaveLength(1);
     expect(report.models.source).toBe("server");
 

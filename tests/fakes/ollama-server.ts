@@ -23,6 +23,8 @@ import type { AddressInfo, Socket } from "node:net";
 import { recordViolation, runningDiffusions, setResidentModels } from "./fake-gpu.mjs";
 import { defaultResponder, type Responder, type ResponderRequest } from "./ollama/default-responder.js";
 import { FOREVER, parseKeepAlive } from "./ollama/keep-alive.js";
+import { isOpenAiRoute, serveOpenAiRoute } from "./ollama/openai-routes.js";
+import { isNativeRoute, NativeRoutes } from "./ollama/native-routes.js";
 
 export { defaultResponder, valueForSchema, type Responder, type ResponderRequest } from "./ollama/default-responder.js";
 
@@ -92,6 +94,8 @@ export interface RecordedRequest {
   /** The parsed JSON body (undefined for GET). */
   body: Record<string, unknown> | undefined;
   at: number;
+  /** When the answer to a chat, generate, load or unload call was sent in full (a load: when the model was in). */
+  answeredAt?: number;
 }
 
 export type FakeOllamaStats = Record<RequestKind, number> & {
@@ -156,6 +160,8 @@ class FakeOllamaServer implements FakeOllama {
   readonly requests: RecordedRequest[] = [];
   private readonly installed = new Map<string, Required<Pick<InstalledModel, "size" | "sizeVram" | "thinking">> & InstalledModel>();
   private readonly loaded = new Map<string, LoadedModel>();
+  /** Embeddings, pulls, creates, blobs... (ollama/native-routes.ts), on the same installed models. */
+  private readonly native = new NativeRoutes(this.installed);
   private readonly sockets = new Set<Socket>();
   private readonly hanging = new Set<http.ServerResponse>();
   private readonly server: http.Server;
@@ -290,7 +296,11 @@ class FakeOllamaServer implements FakeOllama {
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const method = req.method ?? "GET";
     const path = new URL(req.url ?? "/", "http://x").pathname;
+    // Before the body is read here: a blob upload is hashed as it streams (ollama/native-routes.ts).
+    if (isNativeRoute(method, path)) return this.native.serve(req, res, { method, path, ollamaUrl: this.url, record: (m, p, b) => this.record("other", m, p, b) });
     const raw = method === "POST" || method === "DELETE" ? await readBody(req) : "";
+    // Ollama's OpenAI-compatible API: rewritten into the native calls below (ollama/openai-routes.ts).
+    if (isOpenAiRoute(method, path)) return serveOpenAiRoute(res, { method, path, raw, ollamaUrl: this.url });
 
     if (method === "GET" || method === "HEAD") {
       const kind: RequestKind = path === "/" ? "root" : path === "/api/ps" ? "ps" : path === "/api/tags" ? "tags" : path === "/api/version" ? "version" : "other";
@@ -338,7 +348,8 @@ class FakeOllamaServer implements FakeOllama {
       return sendJson(res, 400, { error: (err as Error).message });
     }
     const kind: RequestKind = empty ? (keepAliveMs === 0 ? "unload" : "load") : endpoint;
-    this.record(kind, method, path, body);
+    const recorded = this.record(kind, method, path, body);
+    res.once("finish", () => (recorded.answeredAt = Date.now()));
     if (await this.applyFault(kind, res)) return;
 
     const requested = typeof body.model === "string" ? body.model : "";
@@ -470,9 +481,11 @@ class FakeOllamaServer implements FakeOllama {
     return { model, created_at, message: { role: "assistant", content, ...messageExtra }, ...fields };
   }
 
-  private record(kind: RequestKind, method: string, path: string, body: Record<string, unknown> | undefined): void {
+  private record(kind: RequestKind, method: string, path: string, body: Record<string, unknown> | undefined): RecordedRequest {
     this.stats[kind] += 1;
-    this.requests.push({ kind, method, path, body, at: Date.now() });
+    const recorded: RecordedRequest = { kind, method, path, body, at: Date.now() };
+    this.requests.push(recorded);
+    return recorded;
   }
 
   /** Sends the fault's answer if one applies to `kind`; true when the request is done. */

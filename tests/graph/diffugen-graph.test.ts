@@ -3,6 +3,8 @@ import { PNG } from "pngjs";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ProgressEvent } from "../../src/events/progress-event.js";
 import { isAlive, readSpawns, readViolations } from "../fakes/fake-gpu.mjs";
+import { until } from "../helpers/until.js";
+import { taskAnswers, taskMessage } from "../server/openwebui-tasks.js";
 import { runGraph, startStack, type Stack } from "./harness.js";
 
 let stack: Stack | undefined;
@@ -88,18 +90,87 @@ describe("the DiffuGen graph, driven with the doubles", () => {
     await expectGpuReturned(stack);
   });
 
-  it("replies in words when the user did not ask for a picture: no unload, no sd-cli", async () => {
+  it("replies in words when the user did not ask for a picture: the words stream as written, no unload, no sd-cli", async () => {
     stack = await startStack({
-      ollama: { responder: (req) => (req.format ? JSON.stringify({ intent: "reply", reply: "Hello! I can draw for you." }) : "") },
+      ollama: { responder: (req) => (req.format ? JSON.stringify({ intent: "reply" }) : "Hello! I can draw for you.") },
     });
     const run = await runGraph(stack.deps, { mode: "chat", request: { prompt: "hi there, how are you?" } });
 
     expect(run.state.intent).toBe("reply");
     expect(run.state.replyText).toBe("Hello! I can draw for you.");
-    expect(run.events.find((e) => e.kind === "reply")).toMatchObject({ text: "Hello! I can draw for you." });
+    // Piece by piece as the LLM wrote them, then the whole once more for the record.
+    const pieces = run.events.flatMap((e) => (e.kind === "reply_delta" ? [e.text] : []));
+    expect(pieces).toEqual(["Hello! ", "I ", "can ", "draw ", "for ", "you."]);
+    const whole = run.events.findIndex((e) => e.kind === "reply");
+    expect(run.events[whole]).toMatchObject({ text: "Hello! I can draw for you." });
+    expect(run.events.findLastIndex((e) => e.kind === "reply_delta")).toBeLessThan(whole);
+    // The decision is structured; the words are asked for in plain text, with the same model options.
+    const [decision, words, ...more] = stack.ollama.requests.filter((r) => r.kind === "chat").map((r) => r.body!);
+    expect(more).toEqual([]);
+    expect(decision!.format).toBeDefined();
+    expect(words!.format).toBeUndefined();
+    expect(words).toMatchObject({ model: decision!.model, keep_alive: decision!.keep_alive, options: decision!.options, think: false, stream: true });
     expect(Object.keys(run.state.timings)).toEqual(["refine", "reply"]);
     expect(stack.ollama.stats.unload).toBe(0);
     expect(readSpawns(stack.gpuDir)).toEqual([]);
+    await expectGpuReturned(stack);
+  });
+
+  it("a client's background task quoting 'draw a red fox' is answered as written: no decision, no unload, no sd-cli", async () => {
+    stack = await startStack({
+      // Whoever asks this LLM to decide would be told to draw.
+      ollama: { responder: (req) => (req.format ? JSON.stringify({ intent: "draw", prompt: "a red fox", negative_prompt: "" }) : taskAnswers.title) },
+    });
+    const run = await runGraph(stack.deps, { mode: "chat", request: { prompt: taskMessage("title") } });
+
+    expect(run.state.error).toBeUndefined();
+    expect(run.state.intent).toBe("task");
+    expect(run.state.replyText).toBe(taskAnswers.title);
+    expect(run.events.flatMap((e) => (e.kind === "reply_delta" ? [e.text] : [])).join("")).toBe(taskAnswers.title);
+    const chats = stack.ollama.requests.filter((r) => r.kind === "chat");
+    expect(chats).toHaveLength(1);
+    expect(chats[0]!.body?.format).toBeUndefined();
+    // No voice of ours: the template is the whole instruction.
+    expect(chats[0]!.body?.messages).toEqual([{ role: "user", content: taskMessage("title") }]);
+    expect(Object.keys(run.state.timings)).toEqual(["refine", "reply"]);
+    expect(stack.ollama.stats.unload).toBe(0);
+    expect(readSpawns(stack.gpuDir)).toEqual([]);
+    await expectGpuReturned(stack);
+  });
+
+  it("a reply keeps the LLM it decided with: an image job that arrives meanwhile waits for the words, not the other way round", async () => {
+    stack = await startStack({
+      ollama: { responder: (req) => (req.format ? JSON.stringify({ intent: "reply" }) : "Foxes live almost everywhere."), chatDelayMs: 200 },
+    });
+    const chat = stack.runner.start(stack.runner.prepare({ mode: "chat", request: { prompt: "where do foxes live?" }, messages: [] }));
+    // The LLM is deciding: an image job (its prompt as written, so it goes straight for the GPU) arrives.
+    for await (const item of chat.events) if (item.type === "progress" && item.event.message === "Reading your message") break;
+    const image = stack.runner.start(stack.runner.prepare({ mode: "image", refinePrompt: false, request: { prompt: "a red fox", ...tiny } }));
+
+    const answer = await chat.outcome;
+    expect(answer).toEqual({ kind: "reply", text: "Foxes live almost everywhere.", warnings: [] });
+    // The words came with the LLM still in VRAM: the picture waited for them.
+    expect(readSpawns(stack.gpuDir)).toEqual([]);
+    expect(stack.ollama.stats.unload).toBe(0);
+    expect(await image.outcome).toMatchObject({ kind: "images" });
+    await Promise.all([chat.finished, image.finished]);
+    await expectGpuReturned(stack);
+  });
+
+  it("abort mid-reply: the stream rejects, Ollama is hung up on, the LLM lease given back", async () => {
+    stack = await startStack({
+      ollama: { responder: (req) => (req.format ? JSON.stringify({ intent: "reply" }) : "one two three four five six seven eight nine ten"), chunkDelayMs: 100 },
+    });
+    const controller = new AbortController();
+    const run = await runGraph(
+      stack.deps,
+      { mode: "chat", request: { prompt: "count to ten" } },
+      { signal: controller.signal, onEvent: (e) => e.kind === "reply_delta" && controller.abort() },
+    );
+    expect((run.error as Error)?.name).toBe("AbortError");
+    expect(run.events.filter((e) => e.kind === "reply_delta").length).toBeLessThan(10);
+    await until("Ollama to see the hang-up", () => stack!.ollama.stats.cancelled === 1);
+    await expectGpuReturned(stack);
   });
 
   it("falls back to the user's prompt when refinement returns nonsense, and still draws", async () => {

@@ -213,6 +213,7 @@ export async function startStack(options: StackOptions & { server?: StartServerO
       server = await startServer(app.runner, {
         port: 0,
         host: "127.0.0.1",
+        gate: app.gate,
         log: () => undefined,
         shutdownGraceMs: 5_000,
         ...options.server,

@@ -68,6 +68,8 @@ describe("errors in OpenAI's shape, before anything runs", () => {
     expectNothingRan(s.stack);
   });
 
+  // A chat for a model that is not DiffuGen's goes to Ollama (tests/gateway/openai-passthrough.test.ts):
+  // DiffuGen's own 404 is for a `diffugen:<model>` the registry does not know.
   it("404 for an unknown model (images and chat) and for an unknown route", async () => {
     s = await startServerStack();
     expect(await apiError(s.client.images.generate({ prompt: "a fox", model: "midjourney" }))).toMatchObject({
@@ -75,7 +77,7 @@ describe("errors in OpenAI's shape, before anything runs", () => {
       param: "model",
       code: "model_not_found",
     });
-    expect(await apiError(s.client.chat.completions.create({ model: "gpt-4o", messages: [{ role: "user", content: "draw a fox" }] }))).toMatchObject({
+    expect(await apiError(s.client.chat.completions.create({ model: "diffugen:midjourney", messages: [{ role: "user", content: "draw a fox" }] }))).toMatchObject({
       status: 404,
       param: "model",
       code: "model_not_found",

@@ -12,15 +12,15 @@ afterEach(async () => {
 });
 
 describe("GET /v1/models", () => {
-  it("lists diffugen, diffugen:<model> per registry model and the image models (SDK models.list)", async () => {
+  it("lists diffugen, diffugen:<model> per registry model and the image models (SDK models.list), then Ollama's", async () => {
     s = await startServerStack();
     const ids: string[] = [];
     for await (const model of s.client.models.list()) {
-      expect(model).toMatchObject({ object: "model", owned_by: "diffugen", created: expect.any(Number) });
+      expect(model).toMatchObject({ object: "model", owned_by: model.id === "qwen2.5:3b" ? "ollama" : "diffugen", created: expect.any(Number) });
       ids.push(model.id);
     }
     const names = s.stack.deps.registry.names();
-    expect(ids).toEqual(["diffugen", ...names.map((n) => `diffugen:${n}`), ...names]);
+    expect(ids).toEqual(["diffugen", ...names.map((n) => `diffugen:${n}`), ...names, "qwen2.5:3b"]);
     const raw = (await (await fetch(`${s.url}/v1/models`)).json()) as { object: string; data: { id: string; available: boolean }[] };
     expect(raw.object).toBe("list");
     expect(raw.data.find((m) => m.id === "sd15")?.available).toBe(true);

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { readSpawns, readViolations } from "../fakes/fake-gpu.mjs";
+import { until } from "../helpers/until.js";
 import { parseSse, pngSize, postJson, startServerStack, type ServerStack } from "./harness.js";
 
 let s: ServerStack | undefined;
@@ -17,6 +18,7 @@ type Chunk = {
 };
 
 const draw = { model: "diffugen", size: "64x64", steps: 4 };
+const REPLY = "Hi! Ask me to draw something.";
 
 describe("POST /v1/chat/completions (a chat model that draws)", () => {
   it("streams status events, a reasoning block, the image once (delta.images + markdown), stop, usage, [DONE]", async () => {
@@ -93,21 +95,73 @@ describe("POST /v1/chat/completions (a chat model that draws)", () => {
     expect(message.reasoning_content).toContain("Model: sd15");
   });
 
-  it("replies in words when no picture was asked for: content only, no sd-cli", async () => {
+  it("replies in words when no picture was asked for: the words stream as the LLM writes them, no sd-cli", async () => {
     s = await startServerStack({
-      ollama: { responder: (req) => (req.format ? JSON.stringify({ intent: "reply", reply: "Hi! Ask me to draw something." }) : "") },
+      ollama: { responder: (req) => (req.format ? JSON.stringify({ intent: "reply" }) : REPLY), chunkDelayMs: 60 },
     });
-    const stream = await s.client.chat.completions.create({ model: "diffugen", messages: [{ role: "user", content: "hello" }], stream: true });
-    let content = "";
+    const stream = await s.client.chat.completions.create({
+      model: "diffugen",
+      messages: [{ role: "user", content: "hello" }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const pieces: { text: string; at: number }[] = [];
+    const chunks: Chunk[] = [];
     let reasoning = "";
     for await (const chunk of stream) {
+      chunks.push(chunk as unknown as Chunk);
       const delta = chunk.choices[0]?.delta as { content?: string; reasoning_content?: string } | undefined;
-      content += delta?.content ?? "";
+      if (delta?.content) pieces.push({ text: delta.content, at: Date.now() });
       reasoning += delta?.reasoning_content ?? "";
     }
-    expect(content).toBe("Hi! Ask me to draw something.");
+    // Each piece in a chunk of its own, as Ollama sent it, the whole never sent again.
+    expect(pieces.map((p) => p.text)).toEqual(["Hi! ", "Ask ", "me ", "to ", "draw ", "something."]);
+    expect(pieces.at(-1)!.at - pieces[0]!.at).toBeGreaterThanOrEqual(60 * 4);
     expect(reasoning).toBe("");
+    // The status line as before: what the job is doing, then settled once.
+    const statuses = chunks.filter((c) => c.event?.type === "status").map((c) => c.event!.data);
+    expect(statuses).toEqual([
+      { description: "Reading your message", done: false },
+      { description: "Done", done: false },
+      { description: "Done", done: true },
+    ]);
+    expect(chunks.filter((c) => c.choices[0]?.finish_reason === "stop")).toHaveLength(1);
+    expect(chunks.at(-1)!.usage!.total_tokens).toBeGreaterThan(0);
     expect(readSpawns(s.stack.gpuDir)).toEqual([]);
+    expect(s.stack.ollama.stats.unload).toBe(0);
+  });
+
+  it("a reply without stream: the whole text in one chat.completion", async () => {
+    s = await startServerStack({ ollama: { responder: (req) => (req.format ? JSON.stringify({ intent: "reply" }) : REPLY) } });
+    const res = await s.client.chat.completions.create({ model: "diffugen", messages: [{ role: "user", content: "hello" }] });
+    expect(res.choices[0]!.message.content).toBe(REPLY);
+    expect(res.choices[0]!.finish_reason).toBe("stop");
+  });
+
+  it("a client hanging up mid-reply stops the LLM: Ollama is hung up on, the GPU free, the job cancelled", async () => {
+    s = await startServerStack({
+      ollama: { responder: (req) => (req.format ? JSON.stringify({ intent: "reply" }) : "one two three four five six seven eight nine ten"), chunkDelayMs: 150 },
+    });
+    const res = await postJson(`${s.url}/v1/chat/completions`, { model: "diffugen", stream: true, messages: [{ role: "user", content: "count to ten" }] });
+    const jobId = res.headers.get("x-diffugen-job-id")!;
+    const reader = res.body!.getReader();
+    let seen = "";
+    while (!seen.includes('"content":"one ')) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`the stream ended before the first word: ${seen}`);
+      seen += new TextDecoder().decode(value);
+    }
+    // The first word is here, nine more to come: hang up.
+    await reader.cancel();
+
+    await until("Ollama to see the hang-up", () => s!.stack.ollama.stats.cancelled === 1);
+    await s.stack.deps.scheduler.whenSettled();
+    expect(s.stack.deps.scheduler.state().gpu).toEqual({ kind: "idle" });
+    const job = await until("the job to end", async () => {
+      const body = (await (await fetch(`${s!.url}/v1/jobs/${jobId}`)).json()) as { status: string };
+      return body.status !== "running" && body;
+    });
+    expect(job.status).toBe("cancelled");
   });
 
   it("a follow-up finds the previous picture's prompt in the conversation and gives it to the LLM", async () => {

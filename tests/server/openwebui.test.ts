@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { readSpawns, readViolations } from "../fakes/fake-gpu.mjs";
+import type { Responder } from "../fakes/ollama-server.js";
 import { makePng, pngSize, startServerStack, type ServerStack } from "./harness.js";
+import { taskAnswers, taskMessage, taskNames, taskOf, taskRequest } from "./openwebui-tasks.js";
 
 /**
  * OpenWebUI's own requests, replayed byte for byte as far as it matters (REFERENCE.md §4,
@@ -226,5 +228,58 @@ describe("OpenWebUI's chat connection (OpenAI API), replayed", () => {
     const last = JSON.parse(data.at(-2)!) as { choices: unknown[]; usage: { total_tokens: number } };
     expect(last.choices).toEqual([]);
     expect(last.usage.total_tokens).toBeGreaterThan(0);
+  });
+});
+
+describe("OpenWebUI's background tasks sent to diffugen (its task model), replayed", () => {
+  // Asked to decide, this LLM would draw: the history the tasks quote says "draw a red fox".
+  const responder: Responder = (req) => {
+    if (req.format) return JSON.stringify({ intent: "draw", prompt: "a red fox", negative_prompt: "" });
+    const task = taskOf(req.lastUserMessage);
+    return task ? taskAnswers[task] : `not a task: ${req.lastUserMessage.slice(0, 40)}`;
+  };
+  const headers = { Authorization: `Bearer ${KEY}`, "Content-Type": "application/json", ...userInfoHeaders, "X-OpenWebUI-Chat-Id": "c0ffee-chat" };
+
+  it("title, tags, follow-ups, queries, autocomplete, image prompt: each a text answer by the LLM, no sd-cli, nothing unloaded", async () => {
+    s = await startServerStack({ server: { apiKey: KEY }, ollama: { responder } });
+    const unloads = s.stack.ollama.stats.unload;
+    for (const task of taskNames) {
+      s.stack.ollama.requests.length = 0;
+      const res = await fetch(`${s.url}/v1/chat/completions`, { method: "POST", headers, body: pythonJson(taskRequest(task)) });
+      expect(res.status, task).toBe(200);
+      const body = (await res.json()) as { object: string; choices: { message: { content: string; images?: unknown }; finish_reason: string }[] };
+      expect(body.object).toBe("chat.completion");
+      // What OpenWebUI then parses as JSON: the LLM's own words.
+      expect(body.choices[0]!.message.content, task).toBe(taskAnswers[task]);
+      expect(body.choices[0]!.message.images).toBeUndefined();
+      // The template went to the LLM as written, in plain text: nobody asked it whether to draw.
+      const chats = s.stack.ollama.requests.filter((r) => r.kind === "chat");
+      expect(chats.map((r) => r.body?.format), task).toEqual([undefined]);
+      expect(chats[0]!.body?.messages).toEqual([{ role: "user", content: taskMessage(task) }]);
+    }
+    expect(readSpawns(s.stack.gpuDir)).toEqual([]);
+    expect(s.stack.ollama.stats.unload).toBe(unloads);
+    expect(s.stack.ollama.listed()).toContain("qwen2.5:3b");
+    expect(readViolations(s.stack.gpuDir)).toEqual([]);
+  });
+
+  it("with stream: true, the answer streams in words, no picture, no sd-cli", async () => {
+    s = await startServerStack({ server: { apiKey: KEY }, ollama: { responder } });
+    const res = await fetch(`${s.url}/v1/chat/completions`, { method: "POST", headers, body: pythonJson(taskRequest("follow_ups", { stream: true })) });
+    expect(res.status).toBe(200);
+    const data = (await res.text())
+      .split(/\r?\n/)
+      .filter((line) => line.startsWith("data:"))
+      .map((line) => line.slice(5).trim());
+    expect(data.at(-1)).toBe("[DONE]");
+    type Chunk = { choices: { delta: { content?: string; images?: unknown; reasoning_content?: string } }[]; error?: unknown };
+    const chunks = data.slice(0, -1).map((d) => JSON.parse(d) as Chunk);
+    expect(chunks.some((c) => c.error)).toBe(false);
+    const pieces = chunks.flatMap((c) => (c.choices[0]?.delta.content ? [c.choices[0].delta.content] : []));
+    expect(pieces.length).toBeGreaterThan(1);
+    expect(pieces.join("")).toBe(taskAnswers.follow_ups);
+    expect(chunks.some((c) => c.choices[0]?.delta.images || c.choices[0]?.delta.reasoning_content)).toBe(false);
+    expect(readSpawns(s.stack.gpuDir)).toEqual([]);
+    expect(s.stack.ollama.stats.unload).toBe(0);
   });
 });

@@ -1,18 +1,21 @@
 import { randomUUID } from "node:crypto";
 import { resolveGenerationParams, withPrompt, type GenerationParams } from "../../../src/diffusion/index.js";
-import type { GpuLease } from "../../../src/gpu/index.js";
-import type { ChatDecision, RefinedPrompt, RefineInput } from "../../../src/llm/index.js";
+import { isBackgroundTask, type ChatDecision, type RefinedPrompt, type RefineInput } from "../../../src/llm/index.js";
 import type { ModelEntry } from "../../../src/models/index.js";
+import { withLlm } from "../llm-lease.js";
 import { nodeKit, type NodeKit, type NodeRuntime } from "../node-kit.js";
-import { drawingWith, fromGpuEvent, seconds, status, warning } from "../progress.js";
+import { drawingWith, seconds, status, warning } from "../progress.js";
 import type { DiffugenStateUpdate, DiffugenStateValue } from "../state.js";
 
 /**
  * refine: let the LLM turn the request into a good prompt (image mode) or decide between
- * drawing and replying (chat mode). A run started through the job runner comes with its
- * parameters resolved at admission (in its run context); a run without them (LangGraph
- * Studio's) is checked here, before the LLM leaves VRAM for a request that could never
- * be drawn.
+ * drawing and replying (chat mode). A reply keeps the LLM lease for `reply`, which writes
+ * the words. A client's background task (OpenWebUI's title, tags...) is answered in words
+ * without asking: it quotes the conversation, whose "draw a red fox" is no request to draw.
+ *
+ * A run started through the job runner comes with its parameters resolved at admission
+ * (in its run context); a run without them (LangGraph Studio's) is checked here, before
+ * the LLM leaves VRAM for a request that could never be drawn.
  */
 export async function refine(state: DiffugenStateValue, runtime: NodeRuntime): Promise<DiffugenStateUpdate> {
   const jobId = state.jobId ?? randomUUID();
@@ -27,6 +30,11 @@ export async function refine(state: DiffugenStateValue, runtime: NodeRuntime): P
     intent: undefined,
     replyText: undefined,
   };
+
+  if (state.mode === "chat" && isBackgroundTask(state.request.prompt)) {
+    kit.emit(status("refining", "A background task of the client: answering it in words", 1));
+    return { ...fresh, intent: "task", timings: kit.timed() };
+  }
 
   let entry: ModelEntry;
   let params: GenerationParams;
@@ -59,12 +67,18 @@ export async function refine(state: DiffugenStateValue, runtime: NodeRuntime): P
 
   let answer: ChatDecision;
   try {
-    answer = await withLlm(kit, runtime, () => {
-      kit.emit(status("refining", state.mode === "chat" ? "Reading your message" : `Refining the prompt with ${kit.deps.config.llm.model}`));
-      return state.mode === "chat"
-        ? kit.deps.refiner.decide(input, runtime.signal)
-        : kit.deps.refiner.refine(input, runtime.signal).then((r): ChatDecision => ({ intent: "draw", ...r }));
-    });
+    answer = await withLlm(
+      kit,
+      runtime.signal,
+      () => {
+        kit.emit(status("refining", state.mode === "chat" ? "Reading your message" : `Refining the prompt with ${kit.deps.config.llm.model}`));
+        return state.mode === "chat"
+          ? kit.deps.refiner.decide(input, runtime.signal)
+          : kit.deps.refiner.refine(input, runtime.signal).then((r): ChatDecision => ({ intent: "draw", ...r }));
+      },
+      // The LLM writes the reply next: keep it for `reply`.
+      (decision) => decision.intent === "reply" && decision.reply === undefined,
+    );
   } catch (err) {
     kit.throwIfCancelled();
     return { ...fresh, ...kit.fail(err) };
@@ -76,23 +90,6 @@ export async function refine(state: DiffugenStateValue, runtime: NodeRuntime): P
     return { ...fresh, intent: "reply", replyText: answer.reply, warnings, timings: kit.timed() };
   }
   return drawWith(answer, { kit, entry, params, fresh, warnings, checkFiles: state.mode === "chat" });
-}
-
-/** Holds an LLM lease for the call: no LLM call may reach Ollama while an image job holds the GPU. */
-async function withLlm<T>(kit: NodeKit, runtime: NodeRuntime, call: () => Promise<T>): Promise<T> {
-  const lease: GpuLease = await kit.deps.scheduler.acquire("llm", {
-    jobId: kit.jobId,
-    signal: runtime.signal,
-    onEvent: (event) => {
-      const progress = fromGpuEvent(event);
-      if (progress) kit.emit(progress);
-    },
-  });
-  try {
-    return await call();
-  } finally {
-    await lease.release();
-  }
 }
 
 function drawWith(

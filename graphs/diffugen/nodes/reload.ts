@@ -17,9 +17,13 @@ export async function reload(state: DiffugenStateValue, runtime: NodeRuntime): P
     switch (result.kind) {
       case "llm_reloaded": {
         const report = result.report;
+        // LLM_RESTORE brings back what was resident before the burst: several models, or none.
+        const models = report.models ?? [report.model];
         const text = !report.reachable
           ? "Ollama is not reachable: the LLM could not be reloaded"
-          : `${report.model} back in VRAM in ${seconds(report.durationMs)}`;
+          : models.length === 0
+            ? "VRAM left free (LLM_RESTORE=none)"
+            : `${models.join(", ")} back in VRAM in ${seconds(report.durationMs)}`;
         kit.emit(status("reloading_llm", text, 1));
         const note = report.warning ?? (report.reachable ? undefined : text);
         if (note) {

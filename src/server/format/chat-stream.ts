@@ -19,7 +19,8 @@ import { messageOf, type AnswerFormatter, type Frame } from "./stream-formatter.
  * events while the job works (a line only when it changes), a short reasoning block (the
  * prompt that will draw, then the model and parameters), then the picture once, in a
  * chunk of its own, and the markdown link as text; `stop`, usage if asked, `[DONE]`. A
- * failure settles the status line and ends with an error chunk the SDK throws on.
+ * reply in words goes out piece by piece as the LLM writes it, and is not sent again at
+ * the end. A failure settles the status line and ends with an error chunk the SDK throws on.
  */
 
 export interface ChatStreamOptions {
@@ -40,23 +41,33 @@ export function chatStream(options: ChatStreamOptions): AnswerFormatter {
   const started = clock();
   let reasoning = "";
   let status = "";
+  /** The reply's words sent so far, piece by piece. */
+  let said = "";
   const think = (text: string): Frame => {
     reasoning += text;
     return { data: chatChunk(meta, { reasoning_content: text }) };
   };
-  const done = (content: string, statusLine: string): Frame[] => [
-    { data: chatChunk(meta, { content }) },
-    { data: statusChunk(meta, statusLine, true) },
-    { data: chatChunk(meta, {}, "stop") },
-    ...(options.includeUsage ? [{ data: usageChunk(meta, usageOf(options.promptTokens, content + reasoning)) }] : []),
-    { data: "[DONE]" },
-  ];
+  /** The end: `content` is the whole answer, of which `said` has gone out already. */
+  const done = (content: string, statusLine: string): Frame[] => {
+    const rest = content.startsWith(said) ? content.slice(said.length) : "";
+    return [
+      ...(rest === "" && said !== "" ? [] : [{ data: chatChunk(meta, { content: rest }) }]),
+      { data: statusChunk(meta, statusLine, true) },
+      { data: chatChunk(meta, {}, "stop") },
+      ...(options.includeUsage ? [{ data: usageChunk(meta, usageOf(options.promptTokens, content + reasoning)) }] : []),
+      { data: "[DONE]" },
+    ];
+  };
   return {
     ends: "at-answer",
     ids: false,
     needsImageData: true,
     start: () => [{ data: chatChunk(meta, { role: "assistant", content: "" }) }],
     progress(event) {
+      if (event.kind === "reply_delta") {
+        said += event.text;
+        return [{ data: chatChunk(meta, { content: event.text }) }];
+      }
       const frames: Frame[] = [];
       if (event.kind === "refined") frames.push(think(reasoningForRefined(event.prompt, event.negativePrompt, event.fellBack)));
       if (event.kind === "params") frames.push(think(reasoningForParams(event.model, event.params)));

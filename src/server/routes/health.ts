@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import { locateExecutable } from "../../config/index.js";
 import { sdCliVersion } from "../../diffusion/index.js";
+import type { GateStatus } from "../../gpu/index.js";
 import { checkOllama, OllamaProbe, type ResidentModel } from "../../llm/index.js";
 import type { AppEnv, ServerContext } from "../server-context.js";
 
@@ -12,8 +13,9 @@ const ollamaTimeoutMs = 2_000;
  * Always 200 while the process serves (a liveness check); `status` says `ok` when Ollama
  * answers and sd-cli is found, `degraded` otherwise, with the details: Ollama's version,
  * the models it holds in memory now (/api/ps), sd-cli's `--version` line (run once and
- * cached), every registry model with its files and whether each is on disk, and what the
- * GPU scheduler is doing.
+ * cached), every registry model with its files and whether each is on disk, what the
+ * GPU scheduler is doing, and the gate: how many models a client loaded in Ollama behind
+ * DiffuGen's back while diffusion held the GPU (the bypass watchdog), and the last one.
  */
 export function healthRoutes(ctx: ServerContext) {
   const { config, registry, scheduler, sdEnv } = ctx.deps;
@@ -57,6 +59,18 @@ export function healthRoutes(ctx: ServerContext) {
       models,
       scheduler: scheduler.state(),
       jobs: { active: ctx.runner.activeJobs },
+      gate: gateView(ctx.gate?.status()),
     });
   });
+}
+
+/** The gate as /health shows it; null when no watchdog runs (an app built without bootstrap). */
+function gateView(status: GateStatus | undefined) {
+  if (status === undefined) return null;
+  const { last } = status;
+  return {
+    bypasses: status.bypasses,
+    last: last ? { model: last.model, at: new Date(last.at).toISOString(), jobId: last.jobId } : null,
+    watching: status.watching,
+  };
 }

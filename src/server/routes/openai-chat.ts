@@ -20,7 +20,10 @@ import { streamJob } from "../sse.js";
  * The last user message is the request; the LLM decides between drawing and replying. A
  * drawing streams OpenWebUI status events while it works, a short reasoning block (the
  * refined prompt, model, seed), then the picture once: as `delta.images` and as a markdown
- * link whose alt text is the prompt, which is how the next turn finds it again.
+ * link whose alt text is the prompt, which is how the next turn finds it again. A reply
+ * streams its words as the LLM writes them. OpenWebUI's background tasks (title, tags,
+ * follow-ups... sent to its task model, which may be this one) are answered in words,
+ * never drawn: the graph's refine recognises them (src/llm/background-task.ts).
  */
 
 const contentPart = z.looseObject({ type: z.string(), text: z.string().optional() });

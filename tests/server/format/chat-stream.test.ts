@@ -93,13 +93,34 @@ describe("the chat stream, over recorded jobs", () => {
     expect(deltas(frames).map((d) => d.reasoning_content ?? "").join("")).toMatch(/^Prompt: a \(red:1\.2\) fox\nModel: sd15 · 64×64 · 3 steps · .* · seed 42 · 2 images\n$/);
   });
 
-  it("a reply in words: its text, 'Done', no reasoning, no picture", async () => {
-    const { frames, imagesRead } = await framesOf(sequence("chat-reply"), chatStream(options()));
-    expect(deltas(frames).map((d) => d.content ?? "").join("")).toBe("Hi! Ask me to draw something.");
+  it("a reply in words: each piece as it was written, never the whole again, 'Done', no reasoning, no picture", async () => {
+    const recorded = sequence("chat-reply");
+    const written = recorded.events.flatMap((e) => (e.type === "progress" && e.event.kind === "reply_delta" ? [e.event.text] : []));
+    expect(written.length).toBeGreaterThan(1);
+    const { frames, imagesRead } = await framesOf(recorded, chatStream(options()));
+
+    const contents = deltas(frames).flatMap((d) => (d.content ? [d.content] : []));
+    expect(contents).toEqual(written);
+    expect(contents.join("")).toBe("Hi! Ask me to draw something.");
+    // Each piece went out as its event came: before the status line settled.
+    const settled = chunks(frames).findIndex((c) => c.event?.data.done);
+    expect(chunks(frames).findLastIndex((c) => c.choices?.[0]?.delta.content)).toBeLessThan(settled);
     expect(deltas(frames).some((d) => d.reasoning_content !== undefined || d.images !== undefined)).toBe(false);
     expect(statuses(frames).at(-1)).toEqual({ description: "Done", done: true });
+    // Usage counts the whole reply.
+    expect(chunks(frames).at(-1)!.usage).toMatchObject({ completion_tokens: roughTokens("Hi! Ask me to draw something.") });
     expect(imagesRead).toBe(0);
     expect(frames.at(-1)!.data).toBe("[DONE]");
+  });
+
+  it("a reply that came whole (the apology when the LLM was out of reach): its text at the end, once", async () => {
+    const recorded = sequence("chat-reply");
+    const apology = "I can't answer right now: Ollama is not reachable.";
+    const events = recorded.events
+      .filter((e) => !(e.type === "progress" && e.event.kind === "reply_delta"))
+      .map((e) => (e.type === "outcome" ? { ...e, outcome: { kind: "reply" as const, text: apology, warnings: [] } } : e));
+    const { frames } = await framesOf({ ...recorded, events }, chatStream(options()));
+    expect(deltas(frames).flatMap((d) => (d.content ? [d.content] : []))).toEqual([apology]);
   });
 
   it("a failure settles the status line and ends with an error chunk the SDK throws on, then [DONE]", async () => {

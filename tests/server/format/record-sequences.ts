@@ -1,9 +1,10 @@
 /**
  * Records what real jobs emit, for the formatter tests: the real job runner and graph,
  * against the doubles (the fake Ollama, the sd-cli double, the simulated GPU), each job's
- * JobEvents saved as JSON under fixtures/. Run it again when the events change:
+ * JobEvents saved as JSON under fixtures/. Run it again when the events change (name
+ * recordings to redo only those):
  *
- *   npx tsx tests/server/format/record-sequences.ts
+ *   npx tsx tests/server/format/record-sequences.ts [chat-reply ...]
  *
  * Kept small: previews become a 1x1 PNG, server paths become /outputs/<file>, and the
  * `node` events (no formatter sees them) are left out.
@@ -68,9 +69,9 @@ const recordings: Recording[] = [
   },
   {
     name: "chat-reply",
-    description: "a chat turn answered in words",
+    description: "a chat turn answered in words, streamed piece by piece",
     input: { mode: "chat", request: { prompt: "hello" }, messages: [] },
-    ollama: { responder: (req) => (req.format ? JSON.stringify({ intent: "reply", reply: "Hi! Ask me to draw something." }) : "") },
+    ollama: { responder: (req) => (req.format ? JSON.stringify({ intent: "reply" }) : "Hi! Ask me to draw something.") },
   },
   {
     name: "graph",
@@ -130,8 +131,11 @@ async function record(recording: Recording): Promise<RecordedSequence> {
   }
 }
 
+const only = process.argv.slice(2);
+const unknown = only.filter((name) => !recordings.some((r) => r.name === name));
+if (unknown.length > 0) throw new Error(`no recording named ${unknown.join(", ")}`);
 fs.mkdirSync(fixtures, { recursive: true });
-for (const recording of recordings) {
+for (const recording of recordings.filter((r) => only.length === 0 || only.includes(r.name))) {
   const sequence = await record(recording);
   fs.writeFileSync(path.join(fixtures, `${recording.name}.json`), `${JSON.stringify(sequence, null, 1)}\n`);
   console.log(`${recording.name}: ${sequence.events.length} events`);

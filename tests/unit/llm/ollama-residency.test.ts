@@ -8,6 +8,7 @@ import { LlmModelNotFoundError, UnloadTimeoutError } from "../../../src/llm/erro
 import { silentLlmLogger } from "../../../src/llm/logger.js";
 import type { LlmConfig } from "../../../src/llm/ollama-client.js";
 import { llmConfig } from "./llm-config.js";
+import { OllamaProbe } from "../../../src/llm/ollama-probe.js";
 import { OllamaResidency, type OllamaResidencyOptions } from "../../../src/llm/ollama-residency.js";
 import { readViolations, residentModels } from "../../fakes/fake-gpu.mjs";
 import { startFakeOllama, type FakeOllama, type FakeOllamaOptions } from "../../fakes/ollama-server.js";
@@ -188,5 +189,131 @@ describe("OllamaResidency.reload", () => {
     await ctl.reload();
     expect(residentModels(gpuDir)).toEqual(["qwen2.5:3b"]);
     expect(readViolations(gpuDir)).toEqual([]);
+  });
+});
+
+describe("OllamaResidency: what comes back after a burst (LLM_RESTORE)", () => {
+  /** What /api/ps lists, with each model's context length. */
+  async function resident(fake: FakeOllama): Promise<Record<string, number | undefined>> {
+    const models = await new OllamaProbe(llmConfig(fake.url)).listResident();
+    return Object.fromEntries(models.map((m) => [m.name, m.contextLength]));
+  }
+
+  const loads = (fake: FakeOllama) => fake.requests.filter((r) => r.kind === "load").map((r) => r.body);
+
+  /** qwen2.5:3b (the configured LLM, 8192) kept forever, and a chat client's llama3.2:1b (2048) with 5 min left. */
+  async function twoResident(opts: FakeOllamaOptions = {}): Promise<FakeOllama> {
+    const fake = await fakeOllama({ installed: ["qwen2.5:3b", "llama3.2:1b"], unloadLingerMs: 50, ...opts });
+    fake.preload("qwen2.5:3b", { numCtx: 8192 });
+    fake.preload("llama3.2:1b", { numCtx: 2048, keepAliveMs: 5 * 60_000 });
+    return fake;
+  }
+
+  it("previous (the default): both models resident before are resident again, each with its context length", async () => {
+    const fake = await twoResident();
+    const ctl = residency(llmConfig(fake.url));
+    await ctl.unloadAll();
+    expect(fake.listed()).toEqual([]);
+    fake.resetStats();
+
+    const report = await ctl.reload();
+    expect(await resident(fake)).toEqual({ "qwen2.5:3b": 8192, "llama3.2:1b": 2048 });
+    expect(report).toMatchObject({ reachable: true, model: "qwen2.5:3b", models: ["llama3.2:1b", "qwen2.5:3b"], failed: [], fullyOnGpu: true });
+    expect(report.warning).toBeUndefined();
+    // The one that would leave first loads first: if both do not fit, Ollama evicts it, not the LLM kept forever.
+    const [llama, qwen] = loads(fake);
+    expect(llama).toMatchObject({ model: "llama3.2:1b", messages: [], options: { num_ctx: 2048 } });
+    // It keeps the time it had left (5 min, less the few ms of the burst), not forever.
+    expect(llama?.keep_alive).toBeGreaterThan(290);
+    expect(llama?.keep_alive).toBeLessThanOrEqual(300);
+    // The configured LLM with the configured options, as chat calls send them.
+    expect(qwen).toMatchObject({ model: "qwen2.5:3b", keep_alive: -1, options: { num_ctx: 8192 } });
+    expect(readViolations(gpuDir)).toEqual([]);
+  });
+
+  it("previous: loads them in the order they were used, as expires_at tells it", async () => {
+    const fake = await fakeOllama({ installed: ["qwen2.5:3b", "llama3.2:1b", "phi3:mini"] });
+    fake.preload("llama3.2:1b", { keepAliveMs: 4 * 60_000 });
+    fake.preload("qwen2.5:3b", { numCtx: 8192 });
+    fake.preload("phi3:mini", { keepAliveMs: 60_000 });
+    const ctl = residency(llmConfig(fake.url));
+    await ctl.unloadAll();
+    fake.resetStats();
+    const report = await ctl.reload();
+    expect(loads(fake).map((b) => b?.model)).toEqual(["phi3:mini", "llama3.2:1b", "qwen2.5:3b"]);
+    expect(report.models).toEqual(["phi3:mini", "llama3.2:1b", "qwen2.5:3b"]);
+  });
+
+  it("previous: the configured LLM alone when nothing was resident before the burst", async () => {
+    const fake = await fakeOllama({ installed: ["qwen2.5:3b", "llama3.2:1b"] });
+    const ctl = residency(llmConfig(fake.url));
+    expect((await ctl.unloadAll()).unloaded).toEqual([]);
+    const report = await ctl.reload();
+    expect(report).toMatchObject({ reachable: true, model: "qwen2.5:3b", models: ["qwen2.5:3b"], failed: [] });
+    expect(await resident(fake)).toEqual({ "qwen2.5:3b": 8192 });
+  });
+
+  it("previous: another client's model alone comes back alone; the configured LLM loads when it is next called", async () => {
+    const fake = await fakeOllama({ installed: ["qwen2.5:3b", "llama3.2:1b"] });
+    fake.preload("llama3.2:1b", { numCtx: 2048, keepAliveMs: 60_000 });
+    const ctl = residency(llmConfig(fake.url));
+    await ctl.unloadAll();
+    const report = await ctl.reload();
+    expect(await resident(fake)).toEqual({ "llama3.2:1b": 2048 });
+    expect(report).toMatchObject({ model: "llama3.2:1b", models: ["llama3.2:1b"] });
+  });
+
+  it("default: LLM_MODEL only, whatever was resident before", async () => {
+    const fake = await twoResident();
+    const ctl = residency(llmConfig(fake.url, { restore: "default" }));
+    await ctl.unloadAll();
+    const report = await ctl.reload();
+    expect(await resident(fake)).toEqual({ "qwen2.5:3b": 8192 });
+    expect(report).toMatchObject({ reachable: true, model: "qwen2.5:3b", models: ["qwen2.5:3b"] });
+  });
+
+  it("none: nothing is loaded back and VRAM stays free", async () => {
+    const fake = await twoResident();
+    const ctl = residency(llmConfig(fake.url, { restore: "none" }));
+    await ctl.unloadAll();
+    fake.resetStats();
+    const report = await ctl.reload();
+    expect(report).toMatchObject({ reachable: true, models: [], failed: [] });
+    expect(report.warning).toBeUndefined();
+    expect(fake.listed()).toEqual([]);
+    expect(fake.stats.load + fake.stats.modelLoads).toBe(0);
+  });
+
+  it("a model that cannot be loaded back (deleted meanwhile: 404) is reported, tried once, and the others still load", async () => {
+    const fake = await twoResident();
+    const ctl = residency(llmConfig(fake.url));
+    await ctl.unloadAll();
+    // llama3.2:1b loads first: Ollama answers as for a model deleted since the burst began.
+    await fake.setFault({ kind: "status", status: 404, error: "model 'llama3.2:1b' not found" }, { on: ["load"], times: 1 });
+    fake.resetStats();
+
+    const report = await ctl.reload();
+    expect(report).toMatchObject({
+      reachable: true,
+      model: "qwen2.5:3b",
+      models: ["qwen2.5:3b"],
+      failed: [{ model: "llama3.2:1b", error: expect.stringMatching(/not found/) }],
+    });
+    expect(report.warning).toMatch(/llama3\.2:1b could not be loaded back/);
+    expect(await resident(fake)).toEqual({ "qwen2.5:3b": 8192 });
+    expect(loads(fake).map((b) => b?.model)).toEqual(["llama3.2:1b", "qwen2.5:3b"]);
+  });
+
+  it("when nothing could be loaded back the reload fails (the scheduler counts it); the next try loads what was there", async () => {
+    const fake = await fakeOllama({ installed: ["qwen2.5:3b", "llama3.2:1b"] });
+    fake.preload("llama3.2:1b", { keepAliveMs: 60_000 });
+    const ctl = residency(llmConfig(fake.url));
+    await ctl.unloadAll();
+    await fake.setFault({ kind: "status", status: 500, error: "llama runner process has terminated" }, { on: ["load"], times: 1 });
+    await expect(ctl.reload()).rejects.toThrow(/llama runner process has terminated/);
+    // Tried once, not in a loop.
+    expect(fake.stats.load).toBe(1);
+    // The next try (the next LLM call) still knows what was there before.
+    expect((await ctl.reload()).models).toEqual(["llama3.2:1b"]);
   });
 });

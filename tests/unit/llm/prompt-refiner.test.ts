@@ -187,10 +187,13 @@ describe("PromptRefiner.decide (chat)", () => {
     expect(lastChat(fake).body?.format).toMatchObject({ properties: { intent: { enum: ["draw", "reply"] } } });
   });
 
-  it("replies when the user is just talking", async () => {
+  it("replies when the user is just talking: only the decision, the words are written afterwards (streamed)", async () => {
     const fake = await fakeOllama();
     const decision = await refiner(llmConfig(fake.url)).decide({ request: "what is the capital of France?", family: "sdxl" });
-    expect(decision).toMatchObject({ intent: "reply", reply: "You said: what is the capital of France?", fellBack: false });
+    expect(decision).toEqual({ intent: "reply", fellBack: false, durationMs: expect.any(Number) });
+    // A structured answer arrives whole: the schema does not ask for the reply's words.
+    const format = lastChat(fake).body?.format as { properties: Record<string, unknown> };
+    expect(Object.keys(format.properties).sort()).toEqual(["intent", "negative_prompt", "prompt"]);
   });
 
   it("decides by wording when Ollama is down: draw requests still draw, the rest gets an apology", async () => {
@@ -202,7 +205,7 @@ describe("PromptRefiner.decide (chat)", () => {
     const followUp = await r.decide({ request: "make it darker", family: "sdxl", previousPrompt: "a sunset over the sea" });
     expect(followUp).toMatchObject({ intent: "draw", prompt: "a sunset over the sea, make it darker", fellBack: true });
     const reply = await r.decide({ request: "hello, how are you?", family: "sdxl" });
-    expect(reply).toMatchObject({ intent: "reply", fellBack: true });
+    expect(reply).toMatchObject({ intent: "reply", fellBack: true, reply: expect.stringMatching(/^I can't answer right now: Ollama is not reachable/) });
     expect(reply.warning).toMatch(/not reachable/);
   });
 
