@@ -186,8 +186,12 @@ describe("clients that go away", () => {
 });
 
 describe("20 concurrent mixed calls", () => {
-  it("Ollama chats and embeddings through the gateway and image jobs: all answered, no violation, no lease left", async () => {
-    const s = (stack = await start({ sdEnv: { FAKE_SD_STEP_MS: "15" }, ollama: { chunkDelayMs: 2 } }));
+  it("Ollama chats and embeddings, OpenAI chats for two Ollama models, image jobs: all answered, no violation, no lease left, both models back", async () => {
+    const other = "llama3.2:1b";
+    const s = (stack = await start({
+      sdEnv: { FAKE_SD_STEP_MS: "15" },
+      ollama: { chunkDelayMs: 2, installed: [LLM_MODEL, other], resident: [LLM_MODEL, other] },
+    }));
     const chat = async (i: number) => {
       const stream = i % 2 === 0;
       const res = await postJson(`${s.url}/ollama/api/chat`, { model: LLM_MODEL, stream, messages: [{ role: "user", content: `question ${i}` }] });
@@ -199,12 +203,22 @@ describe("20 concurrent mixed calls", () => {
       const res = await postJson(`${s.url}/ollama/api/embed`, { model: LLM_MODEL, input: `text ${i}` });
       return res.status === 200 && ((await res.json()) as { embeddings: number[][] }).embeddings.length === 1;
     };
+    // OpenAI's API for an Ollama model, through DiffuGen's /v1 (routes/openai-passthrough.ts).
+    const openaiChat = async (i: number) => {
+      const model = i % 2 === 0 ? LLM_MODEL : other;
+      const res = await postJson(`${s.url}/v1/chat/completions`, { model, messages: [{ role: "user", content: `question ${i}` }] });
+      const body = (await res.json()) as { model: string; choices: { message: { content: string } }[] };
+      return res.status === 200 && body.model === model && body.choices[0]?.message.content === `You said: question ${i}`;
+    };
     const image = async () => (await drawImage(s.url, 2)) === 200;
-    const calls = Array.from({ length: 20 }, (_, i) => (i % 3 === 0 ? image() : i % 3 === 1 ? chat(i) : embed(i)));
+    const kinds = [image, chat, embed, openaiChat] as const;
+    const calls = Array.from({ length: 20 }, (_, i) => kinds[i % kinds.length]!(i));
     const results = await Promise.all(calls);
     expect(results).toEqual(results.map(() => true));
     await expectSettled(s);
+    // LLM_RESTORE=previous: what Ollama held before the burst is what it holds after it.
+    expect(s.ollama.listed()).toEqual(expect.arrayContaining([LLM_MODEL, other]));
     expect(noSdCliAlive(s)).toBe(true);
-    expect(s.deps.scheduler.stats().grants.diffusion).toBeGreaterThanOrEqual(7);
+    expect(s.deps.scheduler.stats().grants.diffusion).toBeGreaterThanOrEqual(5);
   });
 });
