@@ -20,8 +20,6 @@ export interface GatewayCallSample {
 const maxModelLabels = 32;
 const otherModel = "(other)";
 
-const perRegistry = new WeakMap<Registry, GatewayMetrics>();
-
 /**
  * The Ollama gateway's figures on ServiceMetrics' registry (so /metrics shows them): calls by
  * route, kind, model and status; time gated calls waited for the GPU; LLM leases the gateway
@@ -34,17 +32,8 @@ export class GatewayMetrics {
   readonly #leases: Gauge;
   readonly #models = new Set<string>();
 
-  /** The gateway metrics on `registry`, registered the first time (two apps on one registry share them). */
-  static on(registry: Registry): GatewayMetrics {
-    let metrics = perRegistry.get(registry);
-    if (!metrics) {
-      metrics = new GatewayMetrics(registry);
-      perRegistry.set(registry, metrics);
-    }
-    return metrics;
-  }
-
-  private constructor(registry: Registry) {
+  /** Registers the gateway's metrics on `registry` (ServiceMetrics does, once, on its own). */
+  constructor(registry: Registry) {
     const registers = [registry];
     this.#requests = new Counter({
       name: "diffugen_gateway_requests_total",

@@ -3,6 +3,7 @@ import type { GateStatus, GpuHolderState, GpuSchedulerStats, LlmState } from "..
 import type { JobEvent, JobInput, JobOutcome, JobResult } from "../jobs/job.js";
 import type { JobInfo, JobObserver } from "../jobs/job-observer.js";
 import { CountFollower, DurationFollower } from "./duration-follower.js";
+import { GatewayMetrics } from "./gateway-metrics.js";
 import type { ServiceStats } from "./service-stats.js";
 import { MeanByModel, StepTimings } from "./step-timings.js";
 
@@ -51,6 +52,8 @@ const keysOf = <T extends object>(o: T) => Object.keys(o) as (keyof T & string)[
  */
 export class ServiceMetrics implements JobObserver {
   readonly registry = new Registry();
+  /** The Ollama gateway's figures, on the same registry (src/server/routes/ollama-gateway.ts). */
+  readonly gateway = new GatewayMetrics(this.registry);
 
   readonly #scheduler: GpuStatsSource;
   readonly #gate: GateStatsSource | undefined;

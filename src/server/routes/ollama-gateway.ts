@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import type { Context, Handler } from "hono";
 import { AcquireAbortedError, QueueFullError, SchedulerClosedError, type GpuLease } from "../../gpu/index.js";
-import { GatewayMetrics, type GatewayCallKind } from "../../metrics/index.js";
+import type { GatewayCallKind } from "../../metrics/index.js";
 import { apiKeyAuth } from "../auth.js";
 import { ApiError } from "../errors.js";
 import { leaseBoundBody, type BodyEnd } from "../gateway/lease-bound-body.js";
@@ -61,7 +61,7 @@ interface PreparedCall {
 const unknownRoute = "(unknown)";
 
 export function ollamaGatewayHandler(ctx: ServerContext, options: OllamaGatewayOptions): Handler<AppEnv> {
-  const metrics = GatewayMetrics.on(ctx.metrics.registry);
+  const metrics = ctx.metrics.gateway;
   const log = ctx.logger.child({ component: "gateway" });
   const auth = apiKeyAuth(ctx.options.apiKey);
   const baseUrl = ctx.deps.config.llm.baseUrl;
