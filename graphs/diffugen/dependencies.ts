@@ -2,7 +2,7 @@ import type { Config } from "../../src/config/index.js";
 import type { PreviewMode } from "../../src/diffusion/index.js";
 import { GpuScheduler } from "../../src/gpu/index.js";
 import { ChatReplier, OllamaResidency, pinoLlmLogger, PromptRefiner } from "../../src/llm/index.js";
-import { createLogger, gpuSchedulerLog } from "../../src/logging/index.js";
+import { createLogger, gpuSchedulerLog, type DestinationStream } from "../../src/logging/index.js";
 import { ModelRegistry } from "../../src/models/index.js";
 
 /**
@@ -24,8 +24,13 @@ export interface DiffugenDeps {
   sdEnv?: Record<string, string | undefined> | undefined;
 }
 
+export interface DiffugenDepsOptions {
+  /** Where the JSON log goes (default: stderr). `diffugen generate` passes a file: its terminal shows progress. */
+  logDestination?: DestinationStream | undefined;
+}
+
 /** Builds every capability from one validated configuration. */
-export function createDiffugenDeps(config: Config, overrides: Partial<DiffugenDeps> = {}): DiffugenDeps {
+export function createDiffugenDeps(config: Config, overrides: Partial<DiffugenDeps> = {}, options: DiffugenDepsOptions = {}): DiffugenDeps {
   const registry =
     overrides.registry ??
     new ModelRegistry({
@@ -33,8 +38,8 @@ export function createDiffugenDeps(config: Config, overrides: Partial<DiffugenDe
       defaultModel: config.sd.defaultModel,
       modelsConfig: config.sd.modelsConfig,
     });
-  // One JSON log (stderr, LOG_LEVEL) for the swaps and the LLM side's warnings.
-  const logger = createLogger({ level: config.logLevel });
+  // One JSON log (stderr unless told otherwise, LOG_LEVEL) for the swaps and the LLM side's warnings.
+  const logger = createLogger({ level: config.logLevel, destination: options.logDestination });
   const scheduler =
     overrides.scheduler ??
     new GpuScheduler({

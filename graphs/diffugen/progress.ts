@@ -1,5 +1,5 @@
 import type { LangGraphRunnableConfig } from "@langchain/langgraph";
-import { describeSdEvent, fractionOfPhase, type SdEvent } from "../../src/diffusion/index.js";
+import { describeSdEvent, fractionOfPhase, sdStageOf, type SdEvent } from "../../src/diffusion/index.js";
 import { progressIn, type Phase, type ProgressEvent, type StepInfo } from "../../src/events/progress-event.js";
 import type { GenerationParams } from "../../src/diffusion/index.js";
 import type { GpuEvent } from "../../src/gpu/index.js";
@@ -36,9 +36,14 @@ export function drawingWith(model: string, params: GenerationParams): ProgressEv
   return { ...status("refining", message, 1), kind: "params", model, params: shown };
 }
 
-/** sd-cli reports its own progress 0..1 in bands (sd-events.ts); this maps it into ours. */
+/**
+ * sd-cli reports its own progress 0..1 in bands (sd-events.ts); this maps it into ours. A
+ * weight load after sampling began (the VAE's) is `loading_model` but stays where the run
+ * is: it is placed by its progress, never sent back to the loading band.
+ */
 function overall(event: SdEvent): number {
-  return progressIn(event.phase, fractionOfPhase(event));
+  const stage = event.phase === "loading_model" ? sdStageOf(event.progress) : event.phase;
+  return progressIn(stage, fractionOfPhase({ phase: stage, progress: event.progress }));
 }
 
 /** The product event for one sd-cli event, or undefined when it is not worth showing. */
@@ -60,8 +65,9 @@ export function fromSdEvent(event: SdEvent): ProgressEvent | undefined {
     const step: StepInfo = {
       current: event.step,
       total: event.totalSteps,
-      secondsPerStep: event.secondsPerStep,
-      etaSeconds: event.etaSeconds,
+      // A step that includes a weight load has no step rate, and no ETA worth showing.
+      secondsPerStep: event.includesLoad ? undefined : event.secondsPerStep,
+      etaSeconds: event.includesLoad ? undefined : event.etaSeconds,
       image: { index: event.imageIndex + 1, count: event.imageCount },
     };
     return { ...base, kind: "status", message, step };

@@ -7,6 +7,7 @@ import {
   SdTimeoutError,
 } from "../../src/diffusion/index.js";
 import { AcquireAbortedError, QueueFullError, SchedulerClosedError } from "../../src/gpu/index.js";
+import { OllamaConnectionLostError } from "../../src/llm/errors.js";
 import { LlmModelNotFoundError, UnloadTimeoutError } from "../../src/llm/index.js";
 import { ModelFilesMissingError, UnknownModelError } from "../../src/models/index.js";
 import type { RunError } from "./state.js";
@@ -30,6 +31,8 @@ export const runErrorCodes = [
   "queue_full",
   "unload_timeout",
   "llm_model_not_found",
+  /** Ollama broke off the connection while the LLM was being moved out: nothing was drawn. */
+  "llm_unavailable",
   "out_of_memory",
   "timeout",
   "cancelled",
@@ -47,6 +50,7 @@ function errorCode(err: unknown): RunErrorCode {
   if (err instanceof QueueFullError) return "queue_full";
   if (err instanceof UnloadTimeoutError) return "unload_timeout";
   if (err instanceof LlmModelNotFoundError) return "llm_model_not_found";
+  if (err instanceof OllamaConnectionLostError) return "llm_unavailable";
   if (err instanceof SdOutOfMemoryError) return "out_of_memory";
   if (err instanceof SdTimeoutError) return "timeout";
   if (err instanceof SdAbortedError || err instanceof AcquireAbortedError) return "cancelled";

@@ -3,7 +3,7 @@ import type { Config } from "../config/index.js";
 import { acquireGpuOwnerLock, BypassWatchdog, type GpuOwnerLock, type GpuScheduler } from "../gpu/index.js";
 import { JobRunner, type JobRunnerOptions } from "../jobs/index.js";
 import { OllamaProbe } from "../llm/index.js";
-import { createLogger } from "../logging/index.js";
+import { createLogger, type DestinationStream } from "../logging/index.js";
 
 /**
  * The composition root: the one place where an entry point (serve, generate, the Studio
@@ -36,15 +36,20 @@ export interface Bootstrapped {
 export interface BootstrapOptions extends JobRunnerOptions {
   /** Capabilities to use instead of the ones built from the config (tests, benchmarks). */
   deps?: Partial<DiffugenDeps> | undefined;
+  /**
+   * Where every JSON log line of this process goes (the capabilities' and the gate
+   * watchdog's). Default: stderr. `diffugen generate` passes a file, or its bars' log.
+   */
+  logDestination?: DestinationStream | undefined;
 }
 
 export function bootstrap(config: Config, role: Role, options: BootstrapOptions = {}): Bootstrapped {
   // First: a second DiffuGen process on this box is refused before it touches anything.
   const lock = acquireGpuOwnerLock(config.dataDir, roles[role]);
   try {
-    const deps = createDiffugenDeps(config, options.deps);
+    const deps = createDiffugenDeps(config, options.deps, { logDestination: options.logDestination });
     const runner = JobRunner.open(deps, { store: options.store });
-    const gate = watchGate(config, deps.scheduler);
+    const gate = watchGate(config, deps.scheduler, options.logDestination);
     let closing: Promise<void> | undefined;
     const close = async () => {
       await runner.dispose();
@@ -64,8 +69,8 @@ export function bootstrap(config: Config, role: Role, options: BootstrapOptions 
  * probe of its own (read-only, like /health's) and warns on the JSON log, saying where
  * such a client should point instead.
  */
-function watchGate(config: Config, scheduler: GpuScheduler): BypassWatchdog {
-  const log = createLogger({ level: config.logLevel }).child({ component: "gate" });
+function watchGate(config: Config, scheduler: GpuScheduler, destination: DestinationStream | undefined): BypassWatchdog {
+  const log = createLogger({ level: config.logLevel, destination }).child({ component: "gate" });
   // A server listening on every address is reached on the loopback one.
   const { host, port } = config.server;
   const shownHost = host === "0.0.0.0" || host === "" ? "127.0.0.1" : host === "::" ? "[::1]" : host.includes(":") ? `[${host}]` : host;

@@ -8,7 +8,9 @@ import { bootstrap } from "../bootstrap/index.js";
 import type { Config } from "../config/index.js";
 import { parseGenerationRequest, type GenerationRequest } from "../diffusion/index.js";
 import type { ProgressEvent } from "../events/progress-event.js";
-import { createProgressDisplay } from "./progress-display.js";
+import { JobRejectedError, type JobInput } from "../jobs/index.js";
+import { fileLogDestination, logFilePath, type DestinationStream } from "../logging/index.js";
+import { createProgressDisplay, type ProgressDisplay } from "./progress-display.js";
 import { interruptSignal } from "./interrupt.js";
 
 /**
@@ -38,6 +40,7 @@ const generationOptions = generationFlags.map((flag) => ({ option: new Option(fl
 interface GenerateOptions extends Record<string, unknown> {
   refine: boolean;
   out?: string;
+  verbose?: boolean;
 }
 
 export function registerGenerateCommand(program: Command, loadConfig: () => Config): void {
@@ -49,28 +52,41 @@ export function registerGenerateCommand(program: Command, loadConfig: () => Conf
   command
     .option("--no-refine", "use the prompt as written, without the LLM")
     .option("-o, --out <file>", "where to save the image (a batch gets _0, _1, ...)")
+    .option("-v, --verbose", "write the JSON log to stderr, above the bars (default: DATA_DIR/logs/diffugen.log; LOG_FORMAT=json does the same)")
     .action(async (prompt: string, options: GenerateOptions) => {
       process.exitCode = await generate(prompt, options, loadConfig());
     });
 }
 
 async function generate(prompt: string, options: GenerateOptions, config: Config): Promise<number> {
-  let request: GenerationRequest;
+  // A bad flag is refused before the GPU is taken (admission below says it again, for the server's rules).
   try {
-    request = parseGenerationRequest(requestFrom(prompt, options));
+    parseGenerationRequest(requestFrom(prompt, options));
   } catch (err) {
     process.stderr.write(`diffugen: ${(err as Error).message}\n`);
     return 2;
   }
-  const app = bootstrap(config, "generate");
   const display = createProgressDisplay();
+  const app = bootstrap(config, "generate", { logDestination: logDestination(config, options, display) });
+  // The server's admission, before anything costly: a job that cannot run (no sd-cli, a
+  // missing model) is refused before the LLM is asked or unloaded.
+  let input: JobInput;
+  try {
+    input = app.runner.prepare({ mode: "image", request: requestFrom(prompt, options), refinePrompt: options.refine });
+  } catch (err) {
+    await app.close();
+    if (!(err instanceof JobRejectedError)) throw err;
+    process.stderr.write(`diffugen: ${err.message}\n`);
+    return exitCodeFor(err.error.code);
+  }
   const interrupt = interruptSignal();
 
   let state: DiffugenStateValue | undefined;
   try {
+    const context = createRunContext(app.deps, interrupt.signal, { model: input.model, params: input.params });
     const stream = await graph.stream(
-      { request, refinePrompt: options.refine },
-      { streamMode: ["custom", "values"], signal: interrupt.signal, context: createRunContext(app.deps, interrupt.signal) },
+      { request: input.request, refinePrompt: options.refine },
+      { streamMode: ["custom", "values"], signal: interrupt.signal, context },
     );
     for await (const [mode, chunk] of stream) {
       if (mode === "custom") display.update(chunk as ProgressEvent);
@@ -89,7 +105,22 @@ async function generate(prompt: string, options: GenerateOptions, config: Config
   return report(state, options.out);
 }
 
-const usageErrors = new Set(["invalid_request", "model_not_found"]);
+/** Requests the user can correct, like a bad flag, and a missing sd-cli (SD_CPP_BIN): exit 2. */
+const usageErrors = new Set(["invalid_request", "model_not_found", "sd_not_found"]);
+
+function exitCodeFor(code: string): number {
+  return usageErrors.has(code) ? 2 : 1;
+}
+
+/**
+ * Where the JSON log goes. The terminal is for the progress and the results: the log goes
+ * to DATA_DIR/logs/diffugen.log, unless asked for (--verbose, LOG_FORMAT=json), then to
+ * stderr through the display, so that a line never lands in the middle of the bars.
+ */
+function logDestination(config: Config, options: GenerateOptions, display: ProgressDisplay): DestinationStream {
+  if (options.verbose || config.logFormat === "json") return { write: (line: string) => display.log(line) };
+  return fileLogDestination(logFilePath(config.dataDir));
+}
 
 function requestFrom(prompt: string, options: GenerateOptions): Record<string, unknown> {
   const request: Record<string, unknown> = { prompt };
@@ -109,7 +140,7 @@ function report(state: DiffugenStateValue | undefined, out: string | undefined):
   if (state.error) {
     process.stderr.write(`diffugen: ${state.error.message}\n`);
     // A request the user can correct is a usage error, like a bad flag.
-    return usageErrors.has(state.error.code) ? 2 : 1;
+    return exitCodeFor(state.error.code);
   }
   if (state.refined && !state.refined.fellBack) process.stdout.write(`prompt: ${state.refined.prompt}\n`);
   for (const image of state.images) {

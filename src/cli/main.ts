@@ -1,3 +1,5 @@
+// First: loads .env (or --env-file) before any other module reads the environment.
+import "./load-env.js";
 import { Command } from "commander";
 import { ConfigError, loadConfig, type Config } from "../config/index.js";
 import { GpuOwnedElsewhereError } from "../gpu/index.js";
@@ -27,6 +29,7 @@ function configOrExit(): Config {
 const program = new Command()
   .name("diffugen")
   .description("One small GPU that both chats and draws: Ollama + stable-diffusion.cpp behind OpenAI's API")
+  .option("--env-file <path>", "read settings from this file instead of ./.env (variables already set win)")
   .showHelpAfterError();
 
 registerServeCommand(program, configOrExit);

@@ -19,6 +19,7 @@ import {
   type SourceCatalog,
 } from "../setup/index.js";
 import { interruptSignal } from "./interrupt.js";
+import { cliCommand } from "./cli-command.js";
 
 /**
  * `diffugen models`: the registry's models, each file with its role, path, whether it is on
@@ -111,7 +112,7 @@ function listModels(config: Config, options: ListOptions): number {
     out.push("");
   }
   if (rows.some((r) => r.files.some((f) => !f.present))) {
-    out.push("Fetch a model's missing files with: diffugen models pull <name>");
+    out.push(`Fetch a model's missing files with: ${cliCommand()} models pull <name>`);
   }
   process.stdout.write(`${out.join("\n")}\n`);
   return 0;

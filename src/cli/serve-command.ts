@@ -1,6 +1,8 @@
 import type { Command } from "commander";
 import { bootstrap } from "../bootstrap/index.js";
 import type { Config } from "../config/index.js";
+import { cliCommand } from "./cli-command.js";
+import { gatherReadiness, renderReadiness } from "./readiness.js";
 import { GatewayListenError, loadServerOptions, startServer, type RunningServer } from "../server/index.js";
 
 /**
@@ -77,6 +79,13 @@ export function registerServeCommand(program: Command, loadConfig: () => Config)
         if (server.ollamaGatewayUrl !== undefined) {
           say(`Ollama API also at ${server.ollamaGatewayUrl} (OLLAMA_GATEWAY_PORT): OLLAMA_HOST=${server.ollamaGatewayUrl.replace(/^http:\/\//, "")} ollama run ${config.llm.model}`);
         }
+        // After the listening line, never before: the checks take up to a few seconds.
+        void gatherReadiness(config, app.deps.registry, app.deps.sdEnv).then(
+          (facts) => {
+            if (signals === 0) say(renderReadiness(facts, cliCommand()).join("\n"));
+          },
+          () => undefined,
+        );
       }
     });
 }

@@ -18,6 +18,7 @@ import {
   type ReleaseAsset,
   type SdVariant,
 } from "../setup/index.js";
+import { cliCommand } from "./cli-command.js";
 import { interruptSignal } from "./interrupt.js";
 
 /**
@@ -71,7 +72,7 @@ async function setup(options: SetupOptions, config: Config): Promise<number> {
     asset =
       options.asset && options.asset.length > 0
         ? { files: options.asset, variant }
-        : resolveReleaseAsset(process.platform, process.arch, variant, { tag, explicit: options.variant !== undefined });
+        : resolveReleaseAsset(process.platform, process.arch, variant, { tag, explicit: options.variant !== undefined, cli: cliCommand() });
   } catch (err) {
     if (err instanceof NoReleaseAssetError) return usageError(err.message);
     throw err;
@@ -88,6 +89,7 @@ async function setup(options: SetupOptions, config: Config): Promise<number> {
       tag,
       asset,
       force: options.force,
+      cli: cliCommand(),
       signal: interrupt.signal,
       onDownloadStart: (file, url) => {
         display.log(`fetching ${url}`);
@@ -142,7 +144,7 @@ function nextStep(config: Config, say: (line: string) => void): void {
       modelsConfig: config.sd.modelsConfig,
     });
     const entry = registry.resolve();
-    if (registry.missingFiles(entry).length > 0) say(`Next: diffugen models pull ${entry.name}`);
+    if (registry.missingFiles(entry).length > 0) say(`Next: ${cliCommand()} models pull ${entry.name}`);
   } catch {
     // a MODELS_CONFIG problem is reported by the commands that need the registry
   }

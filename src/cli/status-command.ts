@@ -1,17 +1,23 @@
 import type { Command } from "commander";
 import { z } from "zod";
 import type { Config } from "../config/index.js";
-import { OllamaProbe, type ResidentModel } from "../llm/index.js";
+import { locateExecutable } from "../config/index.js";
+import { sdCliVersion } from "../diffusion/index.js";
+import { checkOllama, OllamaProbe, type ResidentModel } from "../llm/index.js";
 import { ModelRegistry } from "../models/index.js";
 import { loadServerOptions } from "../server/index.js";
 import { formatBytes } from "../setup/index.js";
+import { cliCommand } from "./cli-command.js";
+import { nextSteps, renderSteps, type NextStep, type ReadinessFacts } from "./readiness.js";
 
 /**
  * `diffugen status`: what is resident on the GPU, the queue, and the registry's missing
  * files. It asks the running server first (GET /health, GET /stats); when none answers it
- * says so and reads what it can directly: Ollama's /api/ps at OLLAMA_BASE_URL and free
- * VRAM from nvidia-smi (NVIDIA_SMI, else on PATH). The missing model files are always
- * listed: the server's view when it answered, else this machine's MODELS_DIR.
+ * says so and reads what it can directly: Ollama's /api/ps at OLLAMA_BASE_URL, free
+ * VRAM from nvidia-smi (NVIDIA_SMI, else on PATH), and sd-cli (SD_CPP_BIN) with its
+ * `--version`. The missing model files are always listed: the server's view when it
+ * answered, else this machine's MODELS_DIR. Each problem found ends in the command that
+ * fixes it ("Next:").
  *
  * Exit code: 0 when the server or, failing that, Ollama answered; 1 when neither did
  * (nothing is running that could use the GPU); 2 for a bad option or variable.
@@ -56,6 +62,7 @@ const healthSchema = z.object({
     baseUrl: z.string(),
     version: z.string().optional(),
     model: z.string(),
+    modelInstalled: z.boolean().optional(),
     error: z.string().optional(),
     resident: z.array(residentSchema).nullable(),
     residentError: z.string().optional(),
@@ -142,12 +149,24 @@ interface Report {
   /** Read directly only when the server did not answer. */
   direct?:
     | {
-        ollama: { baseUrl: string; reachable: boolean; resident: ResidentModel[]; error?: string | undefined };
+        ollama: {
+          baseUrl: string;
+          reachable: boolean;
+          resident: ResidentModel[];
+          error?: string | undefined;
+          model: string;
+          /** undefined: Ollama down, or its list failed. */
+          modelInstalled?: boolean | undefined;
+        };
         /** undefined: no nvidia-smi, or it failed. */
         freeVramMiB: number | undefined;
+        /** SD_CPP_BIN on this machine. */
+        sd: ReadinessFacts["sd"];
       }
     | undefined;
   models: { source: "server" | "local"; modelsDir?: string | undefined; list: ModelFiles[] };
+  /** The command for each problem above, in the order to run them. */
+  nextSteps: NextStep[];
 }
 
 async function status(config: Config, options: StatusOptions): Promise<number> {
@@ -163,25 +182,61 @@ async function status(config: Config, options: StatusOptions): Promise<number> {
   if (!server.reachable) {
     // A read-only probe: status never loads or unloads anything.
     const ollama = new OllamaProbe(config.llm, { requestTimeoutMs: 3_000 });
-    const [resident, freeVramMiB] = await Promise.all([
+    const sdPath = locateExecutable(config.sd.bin);
+    const [resident, freeVramMiB, llm, sdVersion] = await Promise.all([
       ollama.listResident().then(
         (models) => ({ reachable: true, resident: models }),
         (err: unknown) => ({ reachable: false, resident: [], error: errorText(err) }),
       ),
       ollama.freeVramMiB(),
+      checkOllama(config.llm, { timeoutMs: 3_000 }),
+      sdPath === undefined ? Promise.resolve(undefined) : sdCliVersion(config.sd.bin),
     ]);
-    direct = { ollama: { baseUrl: config.llm.baseUrl, ...resident }, freeVramMiB };
+    direct = {
+      ollama: { baseUrl: config.llm.baseUrl, ...resident, model: config.llm.model, modelInstalled: resident.reachable ? llm.modelInstalled : undefined },
+      freeVramMiB,
+      sd: {
+        bin: config.sd.bin,
+        found: sdPath !== undefined,
+        path: sdPath ?? null,
+        version: sdVersion?.version ?? null,
+        versionError: sdVersion?.error,
+      },
+    };
   }
 
-  const report: Report = {
-    server,
-    direct,
-    models: server.health
-      ? { source: "server", list: server.health.models.map(fromHealth) }
-      : { source: "local", modelsDir: config.sd.modelsDir, list: localModels(config) },
-  };
+  const models: Report["models"] = server.health
+    ? { source: "server", list: server.health.models.map(fromHealth) }
+    : { source: "local", modelsDir: config.sd.modelsDir, list: localModels(config) };
+  const report: Report = { server, direct, models, nextSteps: steps(config, server, direct, models) };
   process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : render(report));
   return server.reachable || direct?.ollama.reachable ? 0 : 1;
+}
+
+/** The command for each problem the report lists: the server's view when it answered, else this machine's. */
+function steps(config: Config, server: Report["server"], direct: Report["direct"], models: Report["models"]): NextStep[] {
+  const cli = cliCommand();
+  const facts = server.health
+    ? { ollama: server.health.ollama, sd: server.health.sd }
+    : direct
+      ? { ollama: direct.ollama, sd: direct.sd }
+      : undefined;
+  const out: NextStep[] = [];
+  if (!server.reachable) out.push({ command: `${cli} serve`, why: `start the server (or pass --url / set DIFFUGEN_URL; asked ${server.url})` });
+  if (facts) {
+    out.push(
+      ...nextSteps(
+        {
+          ...facts,
+          models: models.list.map((m) => ({ name: m.name, ready: m.ready })),
+          defaultModel: config.sd.defaultModel,
+        },
+        cli,
+      ),
+    );
+  }
+  if (server.statsError?.includes("API key")) out.push({ command: "export API_KEY=<the server's key>", why: "the statistics need it" });
+  return out;
 }
 
 /** --url, else DIFFUGEN_URL, else where `diffugen serve` listens with this configuration. */
@@ -275,6 +330,7 @@ function render(report: Report): string {
     if (report.direct) out.push(...renderDirect(report.direct));
   }
   out.push("", ...renderModels(report.models));
+  if (report.nextSteps.length > 0) out.push("", "Next:", ...renderSteps(report.nextSteps));
   return `${out.join("\n")}\n`;
 }
 
@@ -343,10 +399,19 @@ function renderGate(url: string, gate: NonNullable<Health["gate"]>): string {
 }
 
 function renderDirect(direct: NonNullable<Report["direct"]>): string[] {
-  const { ollama, freeVramMiB } = direct;
+  const { ollama, freeVramMiB, sd } = direct;
   const out: string[] = ["Read directly instead:"];
-  if (ollama.reachable) out.push(...renderResident(ollama.resident, undefined, `Ollama at ${ollama.baseUrl}`));
-  else out.push(`Ollama at ${ollama.baseUrl}: not reachable (${ollama.error})`);
+  if (ollama.reachable) {
+    out.push(...renderResident(ollama.resident, undefined, `Ollama at ${ollama.baseUrl}`));
+    if (ollama.modelInstalled === false) out.push(`LLM ${ollama.model}: not installed in Ollama`);
+  } else out.push(`Ollama at ${ollama.baseUrl}: not reachable (${ollama.error})`);
+  out.push(
+    !sd.found
+      ? `sd-cli: not found (SD_CPP_BIN=${sd.bin})`
+      : sd.version !== null
+        ? `sd-cli: ${sd.version} (${sd.path ?? sd.bin})`
+        : `sd-cli: ${sd.path ?? sd.bin} does not run${sd.versionError ? ` (${sd.versionError})` : ""}`,
+  );
   out.push(
     freeVramMiB === undefined
       ? "Free VRAM: unknown (no nvidia-smi; set NVIDIA_SMI to its path)"
@@ -383,7 +448,7 @@ function renderModels(models: Report["models"]): string[] {
   for (const model of incomplete) {
     for (const file of model.missing) out.push(`  ${model.name}  ${file.role}  ${file.path}`);
   }
-  out.push("Fetch a model's missing files with: diffugen models pull <name>");
+  out.push(`Fetch a model's missing files with: ${cliCommand()} models pull <name>`);
   return out;
 }
 

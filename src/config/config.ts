@@ -10,6 +10,8 @@ export interface Config {
   server: { port: number; host: string };
   dataDir: string;
   logLevel: Env["LOG_LEVEL"];
+  /** LOG_FORMAT: where `diffugen generate` writes its JSON log (`text`: a file; `json`: stderr). */
+  logFormat: Env["LOG_FORMAT"];
   /** Old outputs and their job records are pruned past these (0 = no limit). */
   retention: { maxAgeMs: number; maxCount: number };
   sd: {
@@ -77,6 +79,7 @@ function fromEnv(e: Env): Config {
     server: { port: e.PORT, host: e.HOST },
     dataDir: path.resolve(e.DATA_DIR),
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT,
     retention: { maxAgeMs: e.OUTPUT_MAX_AGE_DAYS * 86_400_000, maxCount: e.OUTPUT_MAX_COUNT },
     sd: {
       bin: e.SD_CPP_BIN,

@@ -22,6 +22,9 @@ export const envSchema = z.object({
   DATA_DIR: optional(z.string()).default("./data"),
   // Structured logs (one JSON line per event): pino's levels.
   LOG_LEVEL: optional(z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])).default("info"),
+  // `diffugen generate` only: `text` (default) keeps the terminal for progress and results and
+  // writes the JSON log to DATA_DIR/logs/diffugen.log; `json` writes it to stderr. serve: always stderr.
+  LOG_FORMAT: optional(z.enum(["text", "json"])).default("text"),
 
   // stable-diffusion.cpp
   SD_CPP_BIN: optional(z.string()).default("sd-cli"),

@@ -13,6 +13,12 @@ export function describeSdEvent(event: SdEvent): string | undefined {
     case "load_progress":
       return `Loading model weights ${event.current}/${event.total}`;
     case "sampling_started":
+      // The first image's weights load lazily after this line: it is still loading.
+      if (event.phase === "loading_model") {
+        return event.imageCount > 1
+          ? `Loading the diffusion model for image ${event.imageIndex + 1}/${event.imageCount} (seed ${event.seed})`
+          : `Loading the diffusion model (seed ${event.seed})`;
+      }
       return event.imageCount > 1
         ? `Sampling image ${event.imageIndex + 1}/${event.imageCount} (seed ${event.seed})`
         : `Sampling (seed ${event.seed})`;
@@ -20,7 +26,7 @@ export function describeSdEvent(event: SdEvent): string | undefined {
       const image = event.imageCount > 1 ? `image ${event.imageIndex + 1}/${event.imageCount}, ` : "";
       return (
         `Sampling ${image}step ${event.step}/${event.totalSteps}` +
-        ` · ${formatSeconds(event.secondsPerStep)}/step · ~${formatSeconds(event.etaSeconds)} left`
+        (event.includesLoad ? "" : ` · ${formatSeconds(event.secondsPerStep)}/step · ~${formatSeconds(event.etaSeconds)} left`)
       );
     }
     case "sampling_completed":

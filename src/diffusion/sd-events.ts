@@ -5,14 +5,17 @@
  * one to one onto its single progress event) and `progress`, the run's overall progress
  * 0..1, which never goes backwards. Progress bands (what each phase covers):
  *
- *   loading_model 0.00-0.10  tensor loading bars before sampling
+ *   loading_model 0.00-0.10  tensor loading bars before the first step
  *   sampling      0.10-0.90  steps done / (steps × images), batch included
  *   decoding      0.90-0.97  latents (or VAE tiles) decoded
  *   saving        0.97-1.00  images saved; 1 once sd-cli says all are saved
  *
  * sd.cpp loads tensors lazily: the diffusion model loads after "generating image 1/N"
- * (phase sampling, no step yet) and the VAE after "decoding N latents": those bars are
- * `load_progress` events inside the phase they occur in, never steps.
+ * and the VAE after "decoding N latents". Weight loading is `loading_model` wherever it
+ * happens: the run stays in `loading_model` until the first step (so the diffusion
+ * model's load has the loading band), and a later load (the VAE) is a `load_progress`
+ * event of phase `loading_model` whose `progress` stays where the run is (use
+ * `sdStageOf(progress)` to place it). A load bar is never a step.
  */
 
 export const sdPhases = ["loading_model", "sampling", "decoding", "saving"] as const;
@@ -25,6 +28,14 @@ export const sdProgressBands: Readonly<Record<SdPhase, readonly [number, number]
   decoding: [0.9, 0.97],
   saving: [0.97, 1],
 };
+
+/**
+ * The phase whose band holds `progress` (the first one, at a boundary): where a run is,
+ * for an event whose own phase is not where the run is (a late `loading_model` bar).
+ */
+export function sdStageOf(progress: number): SdPhase {
+  return sdPhases.find((phase) => progress <= sdProgressBands[phase][1]) ?? "saving";
+}
 
 /** How far (0..1) an sd event is through its own phase. */
 export function fractionOfPhase(event: { phase: SdPhase; progress: number }): number {
@@ -53,7 +64,10 @@ export interface SdPhaseEvent extends SdEventBase {
   type: "phase";
 }
 
-/** A tensor-loading bar (`#` cells, MB/s or GB/s): weights being read, not a step. */
+/**
+ * A tensor-loading bar (`#` cells, MB/s or GB/s): weights being read, not a step. Its
+ * phase is always `loading_model`, also in the middle of a run (see the top).
+ */
 export interface SdLoadProgressEvent extends SdEventBase {
   type: "load_progress";
   current: number;
@@ -79,11 +93,18 @@ export interface SdStepEvent extends SdEventBase {
   /** 0-based. */
   imageIndex: number;
   imageCount: number;
-  /** The duration of this step as sd-cli measured it (it/s converted to s/it). */
+  /** The duration of this step as sd-cli printed it (it/s converted to s/it). */
   secondsPerStep: number;
   /**
-   * Seconds of sampling left for the whole run, from the mean measured step time:
-   * the rest of this image plus every image still to come (decoding not included).
+   * sd.cpp times a step from the start of sampling, so the first step after a lazy weight
+   * load counts the load too: its `secondsPerStep` is no step rate, and the ETA of this
+   * step is only a guess from it. Displays show neither for such a step.
+   */
+  includesLoad: boolean;
+  /**
+   * Seconds of sampling left for the whole run, from the mean measured step time (steps
+   * with `includesLoad` left out): the rest of this image plus every image still to come
+   * (decoding not included).
    */
   etaSeconds: number;
 }

@@ -88,6 +88,10 @@ export class SdOutputParser {
   private stepsMeasured = 0;
   private latents = 1;
   private latentsDecoded = 0;
+  /** `generating image: i/N` was seen: from here `=` bars with it/s or s/it are steps. */
+  private samplingAnnounced = false;
+  /** A load ran since the last step: the next step's time includes it (sd.cpp times from the sampling start). */
+  private loadedSinceStep = false;
   private events: SdEvent[] = [];
   private readonly state: SdOutputSummary = {
     phase: "loading_model",
@@ -225,12 +229,15 @@ export class SdOutputParser {
       const seed = Number(m[3]);
       this.state.imageCount = this.imageCount;
       this.state.seeds[this.imageIndex] = seed;
-      this.enter("sampling");
-      this.advance(this.samplingProgress(0, 1));
+      this.samplingAnnounced = true;
+      // sd.cpp loads the diffusion model's weights only now, lazily: the run is sampling
+      // once the first step is done, not before (loading keeps its own phase and share).
+      if (this.state.phase === "sampling") this.advance(this.samplingProgress(0, 1));
       this.emit({ type: "sampling_started", imageIndex: this.imageIndex, imageCount: this.imageCount, seed });
     } else if ((m = messagePatterns.samplingCompleted.exec(message))) {
       const seconds = Number(m[1]);
       this.state.samplingSeconds[this.imageIndex] = seconds;
+      this.enter("sampling");
       this.advance(this.samplingProgress(1, 1));
       this.emit({ type: "sampling_completed", imageIndex: this.imageIndex, seconds });
     } else if ((m = messagePatterns.decodingStarted.exec(message))) {
@@ -282,18 +289,25 @@ export class SdOutputParser {
     const phase = this.state.phase;
     // `#` cells and MB/s are tensor loading; older builds drew loading with `=` and it/s,
     // which only the phase (no "generating image" yet) tells apart from steps.
-    const loading = cells.includes("#") || unit === "MB/s" || unit === "GB/s" || phase === "loading_model";
+    const loading = cells.includes("#") || unit === "MB/s" || unit === "GB/s" || !this.samplingAnnounced;
     if (loading) {
-      if (phase === "loading_model") this.advance(bands.loading_model[1] * (current / Math.max(total, 1)));
-      this.emit({ type: "load_progress", current, total, speed: `${speedText}${unit}` });
+      this.loadBar(current, total, `${speedText}${unit}`);
       return;
     }
-    if (phase === "sampling") {
+    if (phase === "loading_model" || phase === "sampling") {
+      // The first step ends the loading, wherever sd.cpp did it.
+      this.enter("sampling");
       // it/s is printed with 2 decimals: 4 decimals of its inverse is all the precision there is.
       const secondsPerStep = unit === "s/it" ? speed : speed > 0 ? round(1 / speed, 4) : 0;
-      this.stepSecondsTotal += secondsPerStep;
-      this.stepsMeasured += 1;
-      const mean = this.stepSecondsTotal / this.stepsMeasured;
+      // sd.cpp times a step from the start of sampling: a step after a lazy load counts
+      // the load too. That is no step rate: the ETA's mean leaves it out.
+      const includesLoad = this.loadedSinceStep;
+      this.loadedSinceStep = false;
+      if (!includesLoad) {
+        this.stepSecondsTotal += secondsPerStep;
+        this.stepsMeasured += 1;
+      }
+      const mean = this.stepsMeasured > 0 ? this.stepSecondsTotal / this.stepsMeasured : secondsPerStep;
       const remaining = total - current + (this.imageCount - 1 - this.imageIndex) * total;
       this.state.lastStep = { step: current, totalSteps: total, imageIndex: this.imageIndex };
       this.advance(this.samplingProgress(current, total));
@@ -304,6 +318,7 @@ export class SdOutputParser {
         imageIndex: this.imageIndex,
         imageCount: this.imageCount,
         secondsPerStep,
+        includesLoad,
         etaSeconds: round(mean * Math.max(remaining, 0), 2),
       });
     } else if (phase === "decoding") {
@@ -311,6 +326,25 @@ export class SdOutputParser {
       this.advance(this.decodingProgress(current / Math.max(total, 1)));
       this.emit({ type: "decode_progress", unit: "tile", current, total });
     }
+  }
+
+  /**
+   * A tensor-loading bar: phase `loading_model` wherever it falls (the text encoder before
+   * sampling, the diffusion model after `generating image`, the VAE after `decoding`).
+   * Loads before the first step share the loading band: those before `generating image`
+   * (text encoders) its first half, those after (the diffusion model) its second half;
+   * each load fills its half as its bar does (how many loads a model has is not known
+   * ahead: a second one in the same half moves the bar only once it passes the first).
+   * A later load (the VAE) keeps the run's progress where it is.
+   */
+  private loadBar(current: number, total: number, speed: string): void {
+    this.loadedSinceStep = true;
+    if (this.state.phase === "loading_model") {
+      const [from, to] = bands.loading_model;
+      const done = (this.samplingAnnounced ? 0.5 : 0) + 0.5 * (current / Math.max(total, 1));
+      this.advance(from + (to - from) * done);
+    }
+    this.emit({ type: "load_progress", current, total, speed }, "loading_model");
   }
 
   private samplingProgress(step: number, totalSteps: number): number {
@@ -336,8 +370,8 @@ export class SdOutputParser {
     this.progress = Math.max(this.progress, round(Math.min(1, progress), 4));
   }
 
-  private emit(event: DistributiveOmit<SdEvent, "phase" | "progress">): void {
-    this.events.push({ ...event, phase: this.state.phase, progress: this.progress } as SdEvent);
+  private emit(event: DistributiveOmit<SdEvent, "phase" | "progress">, phase: SdPhase = this.state.phase): void {
+    this.events.push({ ...event, phase, progress: this.progress } as SdEvent);
   }
 }
 

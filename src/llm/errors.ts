@@ -63,6 +63,39 @@ export class UnloadTimeoutError extends Error {
   }
 }
 
+/**
+ * Ollama broke off a connection it had accepted (reset, closed mid-answer): it crashed, is
+ * restarting, or a proxy in between dropped it. Unlike "unreachable", a process was there
+ * and may still hold a model in VRAM, so this is never taken for "nothing to unload".
+ */
+export class OllamaConnectionLostError extends OllamaRequestError {
+  constructor(
+    readonly baseUrl: string,
+    /** What we were doing, for the message ("unloading the LLM"). */
+    readonly during: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `Ollama at ${baseUrl} broke off the connection while ${during} (${describeCause(options?.cause)}): ` +
+        `it may have crashed or be restarting, and may still hold the LLM in VRAM, so no image was started. ` +
+        `Check that Ollama is running and answering (ollama ps, or GET ${baseUrl}/api/ps; its log says why it stopped), then try again.`,
+      undefined,
+      options,
+    );
+    this.name = "OllamaConnectionLostError";
+  }
+}
+
+const connectionLostCodes = new Set(["ECONNRESET", "EPIPE", "ECONNABORTED", "UND_ERR_SOCKET", "UND_ERR_CLOSED"]);
+
+/**
+ * True when Ollama accepted the connection and then broke it off (reset, or closed before
+ * answering in full): it may be up, or coming back, and holding a model.
+ */
+export function isConnectionLost(err: unknown): boolean {
+  return !isUnreachable(err) && findErrorCode(err, (code) => connectionLostCodes.has(code)) !== undefined;
+}
+
 const unreachableCodes = new Set([
   "ECONNREFUSED",
   "ENOTFOUND",

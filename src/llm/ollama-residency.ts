@@ -1,6 +1,6 @@
 import type { Ollama, Options } from "ollama";
 import type { LlmResidency, ReloadReport, UnloadReport } from "../gpu/llm-residency.js";
-import { UnloadTimeoutError, describeCause, httpStatusOf, isUnreachable, ollamaRequestFailure } from "./errors.js";
+import { OllamaConnectionLostError, UnloadTimeoutError, describeCause, httpStatusOf, isConnectionLost, isUnreachable, ollamaRequestFailure } from "./errors.js";
 import type { LlmLogger } from "./logger.js";
 import { createOllamaClient, llmModelOptions, sameModel, sleep, type LlmConfig } from "./ollama-client.js";
 import { OllamaProbe, readResident, type OllamaProbeOptions, type ResidentModel } from "./ollama-probe.js";
@@ -126,6 +126,8 @@ export class OllamaResidency implements LlmResidency {
       listed = await readResident(this.client(signal, this.requestTimeoutMs));
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
+      // Reset mid-request: Ollama was there and may be holding the LLM; never "nothing to unload".
+      if (isConnectionLost(err)) throw new OllamaConnectionLostError(this.llm.baseUrl, "unloading the LLM", { cause: err });
       if (!isUnreachable(err)) throw ollamaRequestFailure(err, signal, this.llm.baseUrl);
       this.logger.warn(`Ollama is not reachable at ${this.llm.baseUrl} (${describeCause(err)}): nothing to unload`);
       this.noteHeldBefore([], started);
@@ -194,6 +196,10 @@ export class OllamaResidency implements LlmResidency {
         await Promise.all(stillListed.filter(needsUnload).map((m) => requestUnload(m.name)));
       }
       if (remaining() <= 0) {
+        // Polls broken off to the end: Ollama crashed or is restarting, not a model that will not leave.
+        if (lastError !== undefined && isConnectionLost(lastError)) {
+          throw new OllamaConnectionLostError(this.llm.baseUrl, "unloading the LLM", { cause: lastError });
+        }
         const models = lastError === undefined ? stillListed.map((m) => m.name) : [...targets];
         throw new UnloadTimeoutError(models, this.llm.unloadTimeoutMs, lastError === undefined ? {} : { cause: lastError });
       }

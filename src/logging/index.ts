@@ -1,2 +1,10 @@
-export { createLogger, type Logger, type LoggerOptions, type LogLevel } from "./logger.js";
+export {
+  createLogger,
+  fileLogDestination,
+  logFilePath,
+  type DestinationStream,
+  type Logger,
+  type LoggerOptions,
+  type LogLevel,
+} from "./logger.js";
 export { gpuSchedulerLog, type GpuSchedulerLog } from "./gpu-log.js";

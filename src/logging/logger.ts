@@ -1,7 +1,8 @@
+import path from "node:path";
 import { pino, type DestinationStream, type Logger } from "pino";
 import type { Config } from "../config/index.js";
 
-export type { Logger } from "pino";
+export type { DestinationStream, Logger } from "pino";
 export type LogLevel = Config["logLevel"];
 
 export interface LoggerOptions {
@@ -9,6 +10,19 @@ export interface LoggerOptions {
   level: LogLevel;
   /** Where the JSON lines go. Default: stderr, written synchronously. */
   destination?: DestinationStream | undefined;
+}
+
+/**
+ * Where `diffugen generate` keeps its JSON log when the terminal is for progress bars and
+ * results: DATA_DIR/logs/diffugen.log, appended to, written synchronously.
+ */
+export function logFilePath(dataDir: string): string {
+  return path.join(dataDir, "logs", "diffugen.log");
+}
+
+/** A destination appending to a log file (its folder is created). */
+export function fileLogDestination(file: string): DestinationStream {
+  return pino.destination({ dest: file, sync: true, mkdir: true, append: true });
 }
 
 /**

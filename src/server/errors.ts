@@ -42,9 +42,16 @@ interface StatusRule {
   status: number;
   type: string;
   retryable: boolean;
+  /** Retry-After when the run does not say (seconds). */
+  retryAfterSeconds?: number;
 }
 
-const serverError = (status: number, retryable = false): StatusRule => ({ status, type: "server_error", retryable });
+const serverError = (status: number, retryable = false, retryAfterSeconds?: number): StatusRule => ({
+  status,
+  type: "server_error",
+  retryable,
+  ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
+});
 
 /**
  * Run error code → HTTP. Model files missing is 503, not 400: the request is valid and the
@@ -59,6 +66,9 @@ const runErrorRules: Record<RunErrorCode, StatusRule> = {
   queue_full: { status: 429, type: "rate_limit_error", retryable: true },
   unload_timeout: serverError(503, true),
   llm_model_not_found: serverError(503),
+  // Ollama broke off the connection during the unload (crashed, restarting): diffusion did
+  // not start, as it may still hold VRAM. Once it is back, the same request works.
+  llm_unavailable: serverError(503, true, 10),
   out_of_memory: serverError(500),
   timeout: serverError(504),
   cancelled: { status: 499, type: "invalid_request_error", retryable: false },
@@ -80,7 +90,7 @@ export function apiErrorFromRun(error: RunError, options: { params?: ParamNames;
     code: error.code,
     param,
     retryable: rule.retryable,
-    retryAfterSeconds: options.retryAfterSeconds,
+    retryAfterSeconds: options.retryAfterSeconds ?? rule.retryAfterSeconds,
   });
 }
 
@@ -101,9 +111,13 @@ export function rethrowRejection(err: unknown, params?: ParamNames): never {
   throw err;
 }
 
-/** The seed API's routes (`/generate...` and its image stream) answer in its own shape. */
+/**
+ * The seed API's routes (`/generate...`) answer in its own shape. Everything under /v1 is
+ * OpenAI-compatible, /v1/images/generations/stream (the seed API's events for an OpenAI
+ * body) included: OpenAI clients read its errors.
+ */
 export function dialectOf(pathname: string): Dialect {
-  return /^\/generate(\/|$)/.test(pathname) || pathname === "/v1/images/generations/stream" ? "diffugen" : "openai";
+  return /^\/generate(\/|$)/.test(pathname) ? "diffugen" : "openai";
 }
 
 export function errorBody(err: ApiError, dialect: Dialect): Record<string, unknown> {

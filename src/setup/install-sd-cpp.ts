@@ -5,7 +5,7 @@ import { execa } from "execa";
 import extractZip from "extract-zip";
 import { downloadFile, type DownloadResult } from "./download.js";
 import { DownloadAbortedError, DownloadInterruptedError, DownloadNetworkError, HttpStatusError } from "./errors.js";
-import type { ReleaseAsset } from "./sd-release.js";
+import { sdCppRelease, type ReleaseAsset } from "./sd-release.js";
 
 /**
  * Installs a stable-diffusion.cpp release build under `<DATA_DIR>/bin/sd-cpp-<tag>-<variant>/`:
@@ -22,6 +22,8 @@ export interface InstallOptions {
   asset: ReleaseAsset;
   /** Download and extract again even when the folder already holds a working sd-cli. */
   force?: boolean | undefined;
+  /** How the user runs diffugen, for hints (default `diffugen`). */
+  cli?: string | undefined;
   signal?: AbortSignal | undefined;
   retries?: number | undefined;
   retryDelayMs?: number | undefined;
@@ -69,7 +71,7 @@ export async function installSdCpp(options: InstallOptions): Promise<InstallResu
   const dir = installDirFor(options.dataDir, options.tag, options.asset.variant);
   const existing = existsSync(dir) ? await findSdBinary(dir) : undefined;
   if (existing && !options.force) {
-    const version = await checkSdCli(existing, options.asset.variant).catch(() => undefined);
+    const version = await checkSdCli(existing, options.asset.variant, options).catch(() => undefined);
     if (version !== undefined) return { dir, bin: existing, version, reused: true };
   }
 
@@ -119,7 +121,7 @@ export async function installSdCpp(options: InstallOptions): Promise<InstallResu
     throw err;
   }
   const bin = (await findSdBinary(dir))!;
-  const version = await checkSdCli(bin, options.asset.variant);
+  const version = await checkSdCli(bin, options.asset.variant, options);
   for (const archive of archives) await fsp.rm(archive, { force: true });
   return { dir, bin, version, reused: false };
 }
@@ -173,8 +175,16 @@ export async function findSdBinary(root: string, depth = 3): Promise<string | un
   return undefined;
 }
 
+/** What the hints name: the release tag installed, and how the user runs diffugen. */
+export interface CheckContext {
+  tag?: string | undefined;
+  cli?: string | undefined;
+  /** This system's glibc version (default: Node's process report); tests pass one. */
+  glibc?: string | undefined;
+}
+
 /** Runs `sd-cli --version` (argv, no shell); resolves its first line, throws SdCliCheckError with a hint. */
-export async function checkSdCli(bin: string, variant: string): Promise<string> {
+export async function checkSdCli(bin: string, variant: string, context: CheckContext = {}): Promise<string> {
   let output = "";
   try {
     const result = await execa(bin, ["--version"], { timeout: 30_000, reject: false, stdin: "ignore", all: true });
@@ -186,19 +196,80 @@ export async function checkSdCli(bin: string, variant: string): Promise<string> 
   } catch (err) {
     output = (err as Error).message;
   }
-  throw new SdCliCheckError(bin, lastLines(output, 12), hintFor(variant, output));
+  throw new SdCliCheckError(bin, lastLines(output, 12), hintFor(variant, output, context));
 }
 
-function hintFor(variant: string, output: string): string {
-  const hints: string[] = [];
-  if (/GLIBC_|GLIBCXX_/.test(output)) {
-    hints.push("the release is built on Ubuntu 24.04: this system's C library is older; use the Docker image or build stable-diffusion.cpp here");
+/**
+ * The newest `GLIBC_x.y` / `GLIBCXX_x.y.z` the loader says is missing, from lines such as
+ * "sd-cli: /lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_2.38' not found (required by sd-cli)".
+ */
+export function missingGlibc(output: string): { glibc?: string | undefined; glibcxx?: string | undefined } {
+  const newest = (name: string) => {
+    const found = [...output.matchAll(new RegExp(`version [\`'"]?${name}_([0-9.]+)['"]? not found`, "g"))].map((m) => m[1]!);
+    return found.sort(compareVersions).at(-1);
+  };
+  return { glibc: newest("GLIBC"), glibcxx: newest("GLIBCXX") };
+}
+
+function compareVersions(a: string, b: string): number {
+  const pa = a.split(".").map(Number);
+  const pb = b.split(".").map(Number);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return d;
   }
-  if (/libvulkan/.test(output) || variant === "vulkan") {
-    hints.push("the Vulkan build needs the Vulkan loader (Debian/Ubuntu: apt install libvulkan1) and a GPU driver with Vulkan support; or: diffugen setup --variant cpu");
+  return 0;
+}
+
+/** glibc's version on this machine ("2.36"), from Node's process report; undefined on musl, macOS, Windows. */
+export function systemGlibc(): string | undefined {
+  try {
+    const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
+    return header?.glibcVersionRuntime;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A release built against a newer C library than this system's: say which version it needs,
+ * which one is here, and the three ways out (another build, Docker, building from source,
+ * with the exact commands).
+ */
+function glibcHint(variant: string, output: string, context: CheckContext): string | undefined {
+  const { glibc, glibcxx } = missingGlibc(output);
+  if (glibc === undefined && glibcxx === undefined) return undefined;
+  const here = context.glibc ?? systemGlibc();
+  const cli = context.cli ?? "diffugen";
+  const tag = context.tag ?? sdCppRelease.tag;
+  const needs = [glibc && `glibc ${glibc} (GLIBC_${glibc} not found)`, glibcxx && `libstdc++ with GLIBCXX_${glibcxx}`].filter(Boolean).join(" and ");
+  const cmakeFlag = variant === "vulkan" ? " -DSD_VULKAN=ON" : variant === "cuda" ? " -DSD_CUDA=ON" : variant === "metal" ? " -DSD_METAL=ON" : "";
+  const packages =
+    variant === "vulkan" ? "build-essential cmake git libvulkan-dev glslc" : variant === "cuda" ? "build-essential cmake git nvidia-cuda-toolkit" : "build-essential cmake git";
+  return [
+    `this sd-cli needs ${needs}, but this system has ${here ? `glibc ${here}` : "an older C library"}: ` +
+      "stable-diffusion.cpp's Linux release builds are made on Ubuntu 24.04 and run only where the C library is at least as new. What to do:",
+    `  1. another build made for an older system, if the release has one: ${cli} setup --tag <tag> --asset <file> (the other Linux variants of this release are built the same way and fail the same)`,
+    "  2. Docker: docker compose up -d --build (its image builds sd-cli itself; see docs/docker.md)",
+    `  3. build it here (Debian/Ubuntu: apt install ${packages}):`,
+    `       git clone --depth 1 --branch ${tag} --recursive https://github.com/${sdCppRelease.repo}`,
+    "       cd stable-diffusion.cpp",
+    `       cmake -S . -B build -DCMAKE_BUILD_TYPE=Release${cmakeFlag}`,
+    '       cmake --build build --config Release --target sd-cli -j"$(nproc)"',
+    "     then set SD_CPP_BIN=$PWD/build/bin/sd-cli (in your environment or .env)",
+  ].join("\n");
+}
+
+function hintFor(variant: string, output: string, context: CheckContext = {}): string {
+  const hints: string[] = [];
+  const glibc = glibcHint(variant, output, context);
+  if (glibc !== undefined) hints.push(glibc);
+  // A C library too old hides every other problem: no more hints then, unless the output names one.
+  if (/libvulkan/.test(output) || (variant === "vulkan" && glibc === undefined)) {
+    hints.push(`the Vulkan build needs the Vulkan loader (Debian/Ubuntu: apt install libvulkan1) and a GPU driver with Vulkan support; or: ${context.cli ?? "diffugen"} setup --variant cpu`);
   }
   if (/libgomp/.test(output)) hints.push("install the OpenMP runtime (Debian/Ubuntu: apt install libgomp1)");
-  if (/cudart|cublas/i.test(output) || variant === "cuda") hints.push("the CUDA build needs an NVIDIA driver for CUDA 12 and the CUDA runtime libraries");
+  if (/cudart|cublas/i.test(output) || (variant === "cuda" && glibc === undefined)) hints.push("the CUDA build needs an NVIDIA driver for CUDA 12 and the CUDA runtime libraries");
   if (hints.length === 0) hints.push("run the command above yourself to see what is missing; or try another --variant");
   return hints.map((h) => `hint: ${h}`).join("\n");
 }

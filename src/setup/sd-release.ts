@@ -67,12 +67,12 @@ export function resolveReleaseAsset(
   platform: NodeJS.Platform,
   arch: string,
   variant: SdVariant,
-  options: { tag?: string; explicit?: boolean } = {},
+  options: { tag?: string; explicit?: boolean; /** How the user runs diffugen, for hints (default `diffugen`). */ cli?: string } = {},
 ): ReleaseAsset {
   const stem = `sd-${assetStem(options.tag ?? sdCppRelease.tag)}-bin`;
   if (platform === "linux" && arch === "x64") {
     if (variant === "cuda") {
-      if (options.explicit) throw new NoReleaseAssetError(`${linuxCudaNote}. Or run: diffugen setup --variant vulkan`);
+      if (options.explicit) throw new NoReleaseAssetError(`${linuxCudaNote}. Or run: ${options.cli ?? "diffugen"} setup --variant vulkan`);
       return { files: [`${stem}-Linux-Ubuntu-24.04-x86_64-vulkan.zip`], variant: "vulkan", note: linuxCudaNote };
     }
     return { files: [`${stem}-Linux-Ubuntu-24.04-x86_64${variant === "vulkan" ? "-vulkan" : ""}.zip`], variant };

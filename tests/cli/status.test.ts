@@ -7,7 +7,10 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startFakeOllama, type FakeOllama } from "../fakes/ollama-server.js";
 import { startServerStack, type ServerStack } from "../server/harness.js";
 import { until } from "../helpers/until.js";
-import { diffugenCommand } from "./helpers/diffugen-command.js";
+import { diffugenCommand, root } from "./helpers/diffugen-command.js";
+
+/** The temp folder is outside the checkout: hints name the launcher by its absolute path. */
+const cli = `node ${path.join(root, "bin", "diffugen.js")}`;
 
 /**
  * `diffugen status` against a real server (in this process, on port 0), and without one:
@@ -78,7 +81,20 @@ describe("diffugen status, with the server up", () => {
     expect(out).toMatch(/Models on the server: 1 of \d+ ready/);
     expect(out).toContain(`flux-schnell  diffusionModel  ${path.join(s.stack.root, "models", "flux1-schnell-q8_0.gguf")}`);
     expect(out).not.toMatch(/sd15 {2}model/);
-    expect(out).toContain("diffugen models pull <name>");
+    expect(out).toContain(`${cli} models pull <name>`);
+    // sd15 (the default) is ready on the server, sd-cli and Ollama too: nothing to do.
+    expect(out).not.toContain("Next:");
+  });
+
+  it("sd-cli not found on the server: says so, and the command that installs it", async () => {
+    s = await startServerStack({ env: { SD_CPP_BIN: path.join(dir, "no-such-sd-cli") } });
+    const result = await status(["--url", s.url]);
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stdout).toContain(`DiffuGen server at ${s.url}: degraded`);
+    expect(result.stdout).toContain(`sd-cli: not found (${path.join(dir, "no-such-sd-cli")})`);
+    expect(result.stdout).toMatch(new RegExp(`\nNext:\n {2}${escape(cli)} setup +# downloads sd-cli`));
+    const json = JSON.parse((await status(["--url", s.url, "--json"])).stdout);
+    expect(json.nextSteps.map((step: { command: string }) => step.command)).toEqual([`${cli} setup`]);
   });
 
   it("while drawing: the job holding the GPU, the LLM out of VRAM, and the job waiting behind it", async () => {
@@ -190,6 +206,33 @@ describe("diffugen status, without a server", () => {
     expect(result.stdout).toContain(`No DiffuGen server answers at http://127.0.0.1:${port} (connection refused).`);
     expect(result.stdout).toMatch(/Ollama at http:\/\/127\.0\.0\.1:\d+: not reachable/);
     expect(result.stdout).toMatch(/Models in .*: 0 of \d+ ready/);
+    // sd-cli is looked up here too (SD_CPP_BIN defaults to sd-cli on PATH, an empty folder here).
+    expect(result.stdout).toContain("sd-cli: not found (SD_CPP_BIN=sd-cli)");
+    // Each problem, and the command that fixes it.
+    const next = result.stdout.slice(result.stdout.indexOf("\nNext:\n"));
+    expect(next).toMatch(new RegExp(`\n {2}${escape(cli)} serve +# start the server`));
+    expect(next).toMatch(/\n {2}ollama serve +# start Ollama/);
+    expect(next).toMatch(/\n {2}ollama pull qwen2\.5:3b +#/);
+    expect(next).toMatch(new RegExp(`\n {2}${escape(cli)} setup +#`));
+    expect(next).toMatch(new RegExp(`\n {2}${escape(cli)} models pull sd15 +#`));
+  });
+
+  it("without a server: sd-cli found here, with its version, or found but not running", async () => {
+    ollama = await startFakeOllama({ installed: ["qwen2.5:3b"] });
+    const sd = path.join(dir, "bin", "sd-cli");
+    fs.writeFileSync(sd, "#!/bin/sh\necho 'stable-diffusion.cpp version master-827-97d2990, commit 97d29908'\n", { mode: 0o755 });
+    const port = await closedPort();
+    const found = await status(["--url", `http://127.0.0.1:${port}`], { OLLAMA_BASE_URL: ollama.url });
+    expect(found.stdout).toContain(`sd-cli: stable-diffusion.cpp version master-827-97d2990, commit 97d29908 (${sd})`);
+    expect(found.stdout).not.toMatch(/ setup +#/);
+
+    fs.writeFileSync(sd, "#!/bin/sh\necho \"sd-cli: /lib/x86_64-linux-gnu/libc.so.6: version \\\`GLIBC_2.38' not found\" >&2\nexit 1\n", { mode: 0o755 });
+    const broken = await status(["--url", `http://127.0.0.1:${port}`], { OLLAMA_BASE_URL: ollama.url, SD_CPP_BIN: sd });
+    expect(broken.stdout).toMatch(/sd-cli: .*sd-cli does not run \(--version failed \(exit code 1\).*GLIBC_2\.38/);
+    expect(broken.stdout).toContain(`  ${sd} --version`);
+    expect(broken.stdout).toMatch(/setup --force +#/);
+    // Ollama is up and has the LLM: no Ollama step.
+    expect(broken.stdout).not.toMatch(/ollama (serve|pull)/);
   });
 
   it("a --url that is not an http URL is a usage error", async () => {
@@ -198,3 +241,7 @@ describe("diffugen status, without a server", () => {
     expect(result.stderr).toContain("--url must be an http(s) URL, got 'localhost:5199'");
   });
 });
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}

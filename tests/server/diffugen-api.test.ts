@@ -45,12 +45,35 @@ describe("the original DiffuGen API", () => {
     expect(phases).toContain("generating");
     const steps = progress.filter((p) => p.phase === "generating" && p.step !== null);
     expect(steps.map((p) => p.step)).toEqual([1, 2, 3]);
-    expect(steps.every((p) => p.total_steps === 3 && typeof p.eta_seconds === "number")).toBe(true);
+    expect(steps.every((p) => p.total_steps === 3)).toBe(true);
+    // Step 1's time includes the lazy UNet load (sd.cpp times it from the sampling start): no ETA from it.
+    expect(steps.map((p) => typeof p.eta_seconds)).toEqual(["object", "number", "number"]);
     for (const p of progress.filter((p) => p.phase === "generating")) expect(p.progress).toBeGreaterThanOrEqual(20);
     expect(progress.at(-1)).toMatchObject({ phase: "complete", progress: 100 });
     const done = messages.at(-1)!;
     expect(done.event).toBe("done");
     expect(JSON.parse(done.data)).toMatchObject({ done: true, success: true, model: "sd15" });
+    // Issue 13 #13: one line per message, and every event its own id (the last two included).
+    const lines = progress.map((p) => p.message);
+    expect(new Set(lines).size).toBe(lines.length);
+    const ids = messages.map((m) => Number(m.id));
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(ids.at(-2)).toBeLessThan(ids.at(-1)!);
+  });
+
+  it("a client that lost the stream right after the complete line resumes on /v1/jobs/<id>/events and gets the end", async () => {
+    s = await startServerStack();
+    const res = await postJson(`${s.url}/generate/stream`, { prompt: "a red fox", ...tiny });
+    const jobId = res.headers.get("x-diffugen-job-id");
+    expect(jobId).toBeTruthy();
+    const { messages } = parseSse(await res.text());
+    const complete = messages.at(-2)!;
+    expect(complete.event).toBe("progress");
+    expect(JSON.parse(complete.data)).toMatchObject({ phase: "complete" });
+    const resumed = await fetch(`${s.url}/v1/jobs/${jobId}/events`, { headers: { "Last-Event-ID": complete.id! }, signal: AbortSignal.timeout(10_000) });
+    const replay = parseSse(await resumed.text()).messages;
+    expect(replay.map((m) => m.event)).toEqual(["end"]);
+    expect(replay[0]!.id).toBe(messages.at(-1)!.id);
   });
 
   it("/generate/stable and /generate/flux keep to their family", async () => {
@@ -84,6 +107,28 @@ describe("the original DiffuGen API", () => {
     const failed = await postJson(`${s.url}/generate`, { prompt: "a fox", ...tiny });
     expect(failed.status).toBe(500);
     expect(await failed.json()).toMatchObject({ success: false, code: "sd_failed" });
+  });
+
+  it("POST /v1/images/generations/stream answers errors in OpenAI's shape, before the stream and inside it", async () => {
+    s = await startServerStack({ sdEnv: { FAKE_SD_CRASH_AT_STEP: "1", FAKE_SD_CRASH_MODE: "exit" } });
+    const bad = await postJson(`${s.url}/v1/images/generations/stream`, { prompt: "a fox", size: "10x10" });
+    expect(bad.status).toBe(400);
+    const badBody = (await bad.json()) as Record<string, unknown>;
+    expect(badBody).toEqual({ error: { message: expect.any(String), type: "invalid_request_error", param: "size", code: expect.any(String) } });
+    const noPrompt = await postJson(`${s.url}/v1/images/generations/stream`, { size: "64x64" });
+    expect(noPrompt.status).toBe(400);
+    expect(await noPrompt.json()).toMatchObject({ error: { type: "invalid_request_error", message: expect.stringContaining("prompt") } });
+    expect(readSpawns(s.stack.gpuDir)).toEqual([]);
+
+    const res = await postJson(`${s.url}/v1/images/generations/stream`, { prompt: "a fox", size: "64x64", steps: 2, refine: false });
+    const { messages } = parseSse(await res.text());
+    const last = messages.at(-1)!;
+    expect(last.event).toBe("error");
+    expect(JSON.parse(last.data)).toEqual({ type: "error", error: { message: expect.stringContaining("sd-cli"), type: "server_error", code: "sd_failed", param: null } });
+    expect(messages.some((m) => m.event === "done")).toBe(false);
+    // The seed API's own routes keep their shape.
+    const seedBad = await postJson(`${s.url}/generate/stream`, { prompt: "a fox", width: 10 });
+    expect(await seedBad.json()).toMatchObject({ success: false });
   });
 
   it("POST /v1/images/generations/stream: an OpenAI body answered with the seed events", async () => {

@@ -106,13 +106,14 @@ describe("errors in OpenAI's shape, before anything runs", () => {
     expect(missing.status).toBe(401);
     expect(missing.headers.get("x-should-retry")).toBe("false");
     expect(await missing.json()).toMatchObject({ error: { code: "missing_api_key" } });
-    // The seed API keeps its own error shape.
-    for (const route of ["/generate", "/generate/stream", "/generate/flux", "/v1/images/generations/stream"]) {
+    // The seed API keeps its own error shape (its OpenAI-body stream under /v1 answers OpenAI's).
+    for (const route of ["/generate", "/generate/stream", "/generate/flux"]) {
       const seed = await postJson(`${s.url}${route}`, { prompt: "a fox" });
       expect({ route, status: seed.status }).toEqual({ route, status: 401 });
       expect(await seed.json()).toMatchObject({ success: false, error: expect.stringContaining("API key") });
     }
     for (const [method, route] of [
+      ["POST", "/v1/images/generations/stream"],
       ["POST", "/v1/chat/completions"],
       ["POST", "/v1/images/edits"],
       ["POST", "/v1/graph/stream"],

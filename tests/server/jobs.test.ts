@@ -130,7 +130,9 @@ describe("jobs that outlive their connection", () => {
     expect(await res.json()).toMatchObject({ id: job.id, status: "cancelled", error: { code: "cancelled" } });
     const again = await fetch(`${s.url}/v1/jobs/${job.id}/cancel`, { method: "POST" });
     expect(again.status).toBe(409);
-    expect(await again.json()).toMatchObject({ error: { code: "job_not_cancellable" } });
+    expect(await again.json()).toMatchObject({
+      error: { code: "job_not_cancellable", message: `Job '${job.id}' cannot be cancelled: it was already cancelled` },
+    });
 
     await s.stack.deps.scheduler.whenSettled();
     expect(s.stack.deps.scheduler.state().gpu).toEqual({ kind: "idle" });

@@ -109,7 +109,10 @@ describe("POST /v1/images/generations (official openai SDK)", () => {
     partials.forEach((p, i) => {
       expect(p.partial_image_index).toBe(i);
       // A real preview PNG (latent resolution with --preview proj).
-      expect(pngSize(Buffer.from(p.b64_json as string, "base64")).width).toBeGreaterThan(0);
+      const preview = pngSize(Buffer.from(p.b64_json as string, "base64"));
+      expect(preview.width).toBeGreaterThan(0);
+      // `size` is the size of the PNG it carries, not the 64x64 being drawn.
+      expect(p.size).toBe(`${preview.width}x${preview.height}`);
     });
     const completed = events.filter((e) => e.type === "image_generation.completed");
     expect(completed).toHaveLength(1);

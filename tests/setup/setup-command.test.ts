@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { resolveReleaseAsset, sdCppRelease } from "../../src/setup/index.js";
+import { missingGlibc, systemGlibc } from "../../src/setup/install-sd-cpp.js";
 import { startFileServer, type FileServer } from "./helpers/file-server.js";
 import { makeZip } from "./helpers/zip.js";
 
@@ -84,7 +85,8 @@ describe.skipIf(process.platform === "win32")("diffugen setup", () => {
     const bin = path.join(installDir, "sd-cli");
     expect(result.stdout.trim()).toBe(`SD_CPP_BIN=${bin}`);
     expect(result.stderr).toContain(`sd-cli runs: ${versionLine}`);
-    expect(result.stderr).toContain("Next: diffugen models pull sd15");
+    // The temp folder is outside the checkout: the launcher by its absolute path.
+    expect(result.stderr).toContain(`Next: node ${path.join(root, "bin", "diffugen.js")} models pull sd15`);
     expect(server.requestsTo(urlPath)).toHaveLength(1);
 
     expect(fs.statSync(bin).mode & 0o111).toBe(0o111);
@@ -172,11 +174,46 @@ describe.skipIf(process.platform === "win32")("diffugen setup", () => {
     expect(result.stdout).toBe("");
   });
 
+  it("a build made for a newer C library: names the GLIBC version it needs, this system's, and what to do instead", async () => {
+    const [asset] = resolveReleaseAsset(process.platform, process.arch, "cpu").files;
+    const loaderError =
+      "sd-cli: /lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_2.38' not found (required by sd-cli)\n" +
+      "sd-cli: /lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_2.34' not found (required by libstable-diffusion.so)";
+    serveAsset(asset!, releaseZip(`#!/bin/sh\ncat >&2 <<'EOF'\n${loaderError}\nEOF\nexit 1\n`));
+    const result = await diffugen(["setup", "--variant", "cpu"]);
+    expect(result.exitCode).toBe(1);
+    expect(result.stdout).toBe("");
+    const err = result.stderr;
+    expect(err).toContain("does not run on this machine");
+    expect(err).toContain("version `GLIBC_2.38' not found");
+    // The newest missing version, and the one here.
+    expect(err).toContain("this sd-cli needs glibc 2.38 (GLIBC_2.38 not found), but this system has ");
+    const here = systemGlibc();
+    if (here !== undefined) expect(err).toContain(`this system has glibc ${here}`);
+    expect(err).toContain("setup --tag <tag> --asset <file>");
+    expect(err).toContain("docker compose up -d --build");
+    expect(err).toContain(`git clone --depth 1 --branch ${sdCppRelease.tag} --recursive https://github.com/leejet/stable-diffusion.cpp`);
+    expect(err).toContain("cmake -S . -B build -DCMAKE_BUILD_TYPE=Release\n");
+    expect(err).toContain('cmake --build build --config Release --target sd-cli -j"$(nproc)"');
+    expect(err).toContain("SD_CPP_BIN=$PWD/build/bin/sd-cli");
+  });
+
   it("fails clearly when the archive holds no sd-cli", async () => {
     serveAsset("empty.zip", makeZip([{ name: "README.txt", data: "nothing here" }]));
     const result = await diffugen(["setup", "--variant", "cpu", "--asset", "empty.zip"]);
     expect(result.exitCode).toBe(1);
     expect(result.stderr).toMatch(/diffugen: no sd-cli in empty\.zip/);
     expect(fs.readdirSync(path.join(dataDir, "bin")).filter((f) => f.includes(".tmp-"))).toEqual([]);
+  });
+});
+
+describe("missingGlibc", () => {
+  it("reads the newest GLIBC_ / GLIBCXX_ version the loader says is missing", () => {
+    const output =
+      "sd-cli: /lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_2.34' not found (required by sd-cli)\n" +
+      "sd-cli: /lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_2.38' not found (required by sd-cli)\n" +
+      "sd-cli: /lib/x86_64-linux-gnu/libstdc++.so.6: version `GLIBCXX_3.4.32' not found (required by sd-cli)";
+    expect(missingGlibc(output)).toEqual({ glibc: "2.38", glibcxx: "3.4.32" });
+    expect(missingGlibc("libvulkan.so.1: cannot open shared object file")).toEqual({ glibc: undefined, glibcxx: undefined });
   });
 });

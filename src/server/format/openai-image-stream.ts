@@ -43,10 +43,12 @@ export function openaiImageStream(options: OpenAIImageStreamOptions): AnswerForm
     ids: true,
     needsImageData: true,
     progress(event, seq) {
-      // From here on, partial images carry the size the run draws.
+      // The size the run draws, once it says (each completed image then says its own).
       if (event.kind === "params") meta = { ...meta, size: `${event.params.width}x${event.params.height}` };
       if (picker.take(event) && event.kind === "preview") {
-        const partial = formatPartialImage(options.prefix, event.pngBase64, picker.sent - 1, meta, unixSeconds(clock()));
+        // A preview is smaller than the image (a `proj` preview is latent-sized, 1/8 of
+        // it): its `size` is the size of the PNG it carries, not the size being drawn.
+        const partial = formatPartialImage(options.prefix, event.pngBase64, picker.sent - 1, { ...meta, size: `${event.width}x${event.height}` }, unixSeconds(clock()));
         return [{ data: partial, event: partial.type, seq }];
       }
       const progress = formatImageProgress(event);
@@ -55,7 +57,7 @@ export function openaiImageStream(options: OpenAIImageStreamOptions): AnswerForm
     outcome(outcome, seq, images) {
       if (outcome.kind !== "images") {
         const err = outcomeError(outcome, options.params);
-        return [{ data: formatStreamError(err.message, err.details.code ?? null, err.details.type), event: "error", seq }];
+        return [{ data: formatStreamError(err.message, err.details.code ?? null, err.details.type, err.details.param ?? null), event: "error", seq }];
       }
       return outcome.images.map((image, i) => {
         const completed = formatCompletedImage(options.prefix, base64Of(images, i), { ...meta, size: `${image.width}x${image.height}` }, unixSeconds(clock()), {

@@ -48,6 +48,7 @@ export function formatImageProgress(event: ProgressEvent): ImageProgressObject |
   return out;
 }
 
+/** A partial image: `meta.size` is the preview PNG's own size (smaller than the image being drawn). */
 export function formatPartialImage(prefix: ImageEventPrefix, b64: string, index: number, meta: ImageMeta, createdAt: number) {
   return {
     type: `${prefix}.partial_image` as const,
@@ -135,8 +136,8 @@ export function openaiImagesResult(outcome: ImagesOutcome, options: Omit<ImagesB
 }
 
 /** The error object a streaming OpenAI client throws on (any data with an `error` field). */
-export function formatStreamError(message: string, code: string | null, type = "server_error") {
-  return { type: "error", error: { message, type, code, param: null } };
+export function formatStreamError(message: string, code: string | null, type = "server_error", param: string | null = null) {
+  return { type: "error", error: { message, type, code, param } };
 }
 
 /**

@@ -30,7 +30,8 @@ import { imageJobInput, openaiImageOptions } from "./openai-images.js";
  *
  * Answers are `{success, error, image_path, image_url, markdown_response, model, prompt,
  * parameters}`; failures keep `{success: false, error}` (with the HTTP status of the
- * OpenAI routes). Unlike the original, progress is sd.cpp's own, a busy GPU queues the
+ * OpenAI routes). /v1/images/generations/stream is an OpenAI route: its failures are
+ * OpenAI's `{"error": {...}}`, before the stream and in its `event: error`. Unlike the original, progress is sd.cpp's own, a busy GPU queues the
  * request instead of refusing it, and the prompt is refined first (`refine: false` to skip).
  */
 
@@ -66,7 +67,10 @@ export function diffugenApiRoutes(ctx: ServerContext) {
     const formatter = seedStream({
       result: (outcome, images) => openaiImagesResult(outcome, { responseFormat, base, images, now: Date.now() }),
       needsImageData: responseFormat !== "url",
-      params: seedParams,
+      params: openaiImageParams,
+      // Under /v1 and OpenAI-compatible: its errors are OpenAI's, before the stream (errors.ts
+      // dialectOf) and inside it.
+      errors: "openai",
     });
     return streamJob(c, started, formatter, ctx.options);
   });

@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
+import type { JobStatus } from "../../jobs/index.js";
 import { ApiError, invalidRequest } from "../errors.js";
 import { formatJob, formatJobEvent } from "../format/job-view.js";
 import { admit } from "../fields/admit.js";
@@ -95,7 +96,7 @@ export function jobsRoutes(ctx: ServerContext) {
     const id = c.req.param("id");
     const job = jobOr404(id);
     if (!runner.cancel(id)) {
-      throw new ApiError(409, `Job '${id}' cannot be cancelled: it is ${job.status === "running" ? "already answered" : job.status}`, {
+      throw new ApiError(409, `Job '${id}' cannot be cancelled: ${notCancellableReason[job.status]}`, {
         type: "invalid_request_error",
         code: "job_not_cancellable",
       });
@@ -107,3 +108,11 @@ export function jobsRoutes(ctx: ServerContext) {
 
   return app;
 }
+
+/** Why a job the runner would not cancel is past cancelling, in words (the 409's message). */
+const notCancellableReason: Record<JobStatus, string> = {
+  running: "it has already been answered",
+  succeeded: "it has already succeeded",
+  failed: "it has already failed",
+  cancelled: "it was already cancelled",
+};

@@ -5,15 +5,16 @@
  *
  * - OpenAI routes: `{"error": {"message", "type", "param", "code"}}`, nothing else at the
  *   top, message a non-empty string, type a string, param and code a string or null;
- * - the original DiffuGen API (`/generate...` and `/v1/images/generations/stream`):
- *   `{"success": false, "error": "<message>"}`.
+ * - the original DiffuGen API (`/generate...`): `{"success": false, "error": "<message>"}`.
+ *   `/v1/images/generations/stream` (its events for an OpenAI body) is under /v1 and
+ *   OpenAI-compatible: OpenAI's shape (issue 13 #15).
  */
 
 export type Dialect = "openai" | "diffugen";
 
 export function dialectFor(path: string): Dialect {
   const pathname = path.split("?")[0] ?? path;
-  return /^\/generate(\/|$)/.test(pathname) || pathname === "/v1/images/generations/stream" ? "diffugen" : "openai";
+  return /^\/generate(\/|$)/.test(pathname) ? "diffugen" : "openai";
 }
 
 /** Why `body` is not an error in `dialect`'s shape, or undefined when it is. */

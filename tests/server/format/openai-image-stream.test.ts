@@ -73,15 +73,16 @@ describe("the OpenAI image stream, over recorded jobs", () => {
     const previews = progressEvents(recorded).filter(({ event }) => event.kind === "preview");
     expect(previews.length).toBeGreaterThanOrEqual(4);
     for (const asked of [0, 1, 2, 3]) {
-      // `auto` until the run says which size it draws: then partial images carry it.
       const { frames } = await framesOf(recorded, openaiImageStream(options({ partialImages: asked, size: "auto" })));
       const partials = frames.filter((f) => data(f).type === "image_generation.partial_image");
       expect(partials).toHaveLength(asked);
       partials.forEach((partial, i) => {
         expect(partial.event).toBe("image_generation.partial_image");
-        expect(data(partial)).toMatchObject({ partial_image_index: i, size: "64x64", output_format: "png" });
+        // Issue 13 #12: `size` is the preview's own size (latent-sized, 8x8 here), not the 64x64 drawn.
+        expect(data(partial)).toMatchObject({ partial_image_index: i, size: "8x8", output_format: "png" });
         const source = previews.find(({ seq }) => seq === partial.seq);
         expect(source?.event.kind === "preview" && source.event.pngBase64).toBe(data(partial).b64_json);
+        expect(source?.event.kind === "preview" && `${source.event.width}x${source.event.height}`).toBe(data(partial).size);
       });
       // Spread: the second one comes from a later preview than the first.
       if (asked >= 2) expect(partials[1]!.seq).toBeGreaterThan(partials[0]!.seq!);

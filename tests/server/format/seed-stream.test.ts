@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { phaseBands, phases, progressIn, type Phase, type ProgressEvent } from "../../../src/events/progress-event.js";
+import { openaiImageParams } from "../../../src/server/fields/openai-fields.js";
 import { seedParams } from "../../../src/server/fields/seed-fields.js";
 import { formatSeedResult, seedPhaseAndProgress } from "../../../src/server/format/diffugen-api.js";
 import { openaiImagesResult } from "../../../src/server/format/openai-images.js";
@@ -40,11 +41,18 @@ describe("the seed API's stream, over recorded jobs", () => {
     expect(frames.some((f) => JSON.stringify(f.data).includes("Preview"))).toBe(false);
     expect(progress.filter((p) => p.phase === "generating" && p.step !== null).map((p) => p.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
 
-    // The end: 100, then the result, both under the id of the job's end.
+    // The end (issue 13 #13): 100 under the id of the job event before the end (the last
+    // image's, whose own line it replaces), then the result under the end's own id: every
+    // line has its own id, and a client that lost `done` resumes before the end.
     expect(frames.slice(-2).map((f) => [f.event, f.seq])).toEqual([
-      ["progress", endSeq],
+      ["progress", endSeq - 1],
       ["done", endSeq],
     ]);
+    const ids = frames.map((f) => f.seq);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(ids).toEqual([...ids].sort((a, b) => a! - b!));
+    const messages = progress.map((p) => p.message);
+    expect(new Set(messages).size).toBe(messages.length);
     expect(progress.at(-1)).toEqual({ phase: "complete", progress: 100, message: "Image ready", step: 8, total_steps: 8, eta_seconds: 0, timestamp: new Date(now).toISOString() });
     if (outcome.kind !== "images") throw new Error("expected images");
     expect(frames.at(-1)!.data).toEqual({ done: true, ...formatSeedResult(outcome, "http://h", "a red fox") });
@@ -57,11 +65,42 @@ describe("the seed API's stream, over recorded jobs", () => {
     const formatter = seedStream(seedOptions);
     const at = 0;
     const status = (phase: Phase, progress: number, message = "m"): ProgressEvent => ({ kind: "status", phase, progress, message, at });
-    const sent = [status("sampling", 55), status("queued", 0), status("queued", 0), status("sampling", 62)].flatMap(
+    const sent = [status("sampling", 55, "a"), status("queued", 0, "b"), status("queued", 0, "b"), status("sampling", 62, "c")].flatMap(
       (event, i) => formatter.progress?.(event, i + 1) ?? [],
     );
     expect(sent.map((f) => (f.data as Progress).progress)).toEqual([55, 55, 62]);
     expect(sent.map((f) => f.seq)).toEqual([1, 2, 4]);
+  });
+
+  it("one line per message: the same words a little further along are not sent again", () => {
+    const formatter = seedStream(seedOptions);
+    const status = (phase: Phase, progress: number, message: string): ProgressEvent => ({ kind: "status", phase, progress, message, at: 0 });
+    // sd-cli's start and its first line both say "Loading the image model", the second further along.
+    const sent = [
+      status("unloading_llm", 15, "LLM out of VRAM"),
+      status("loading_model", 15, "Loading the image model"),
+      status("loading_model", 17.5, "Loading the image model"),
+      status("loading_model", 20, "Loading model weights 196/196"),
+    ].flatMap((event, i) => formatter.progress?.(event, i + 1) ?? []);
+    expect(sent.map((f) => [(f.data as Progress).message, (f.data as Progress).progress, f.seq])).toEqual([
+      ["LLM out of VRAM", 10, 1],
+      ["Loading the image model", 10, 2],
+      ["Loading model weights 196/196", 20, 4],
+    ]);
+  });
+
+  it("a batch of 2: each image's line but the last, which the complete line replaces; every id its own", async () => {
+    const recorded = sequence("batch");
+    const { seq: endSeq } = outcomeOf(recorded);
+    const { frames } = await framesOf(recorded, seedStream(seedOptions));
+    const messages = progressOf(frames).map((p) => p.message);
+    expect(messages.filter((m) => m.startsWith("Image "))).toEqual([expect.stringMatching(/^Image 1\/2 ready/)]);
+    expect(frames.slice(-2).map((f) => [f.event, f.seq])).toEqual([
+      ["progress", endSeq - 1],
+      ["done", endSeq],
+    ]);
+    const ids = frames.map((f) => f.seq);
+    expect(new Set(ids).size).toBe(ids.length);
   });
 
   it("a batch of 2: '2 images ready', and every image in the result", async () => {
@@ -101,6 +140,20 @@ describe("the seed API's stream, over recorded jobs", () => {
     const urls = await framesOf(recorded, withData("url"));
     expect(urls.imagesRead).toBe(0);
     expect(urls.frames.at(-1)!.data).toMatchObject({ done: true, size: "64x64", data: [{ url: expect.stringMatching(/^http:\/\/h\/images\//) }, { url: expect.any(String) }] });
+  });
+
+  it("/v1/images/generations/stream (errors: openai): the run's error and a broken stream in OpenAI's shape", async () => {
+    const recorded = sequence("error");
+    const formatter = seedStream({ ...seedOptions, params: openaiImageParams, errors: "openai" });
+    const { frames } = await framesOf(recorded, formatter);
+    expect(frames.at(-1)).toEqual({
+      event: "error",
+      seq: outcomeOf(recorded).seq,
+      data: { type: "error", error: { message: expect.stringContaining("sd-cli"), type: "server_error", code: "sd_failed", param: null } },
+    });
+    expect(seedStream({ ...seedOptions, errors: "openai" }).failure(new Error("boom"))).toEqual([
+      { event: "error", data: { type: "error", error: { message: "boom", type: "server_error", code: "internal", param: null } } },
+    ]);
   });
 
   it("a stream that breaks: event error, no id", () => {

@@ -94,9 +94,25 @@ describe("SdOutputParser on real sd-cli captures", () => {
       expect(ofType(list, "sampling_started")).toMatchObject([{ imageIndex: 0, imageCount: 1, seed: 42 }]);
     });
 
-    it("computes the ETA from the measured step rate", () => {
-      // mean(5.37) × 3 left, mean(5.37, 6.81) × 2 left, mean(...3) × 1 left, 0 left
-      expect(steps.map((s) => s.etaSeconds)).toEqual([16.11, 12.18, 6.26, 0]);
+    it("computes the ETA from the measured step rate, leaving out the step that includes the UNet's load", () => {
+      // Step 1's 5.37 s counts the lazy UNet load (686 tensors after "generating image").
+      expect(steps.map((s) => s.includesLoad)).toEqual([true, false, false, false]);
+      // 5.37 × 3 left (a guess: nothing else measured yet), mean(6.81) × 2 left, mean(6.81, 6.59) × 1 left, 0 left
+      expect(steps.map((s) => s.etaSeconds)).toEqual([16.11, 13.62, 6.7, 0]);
+    });
+
+    it("shows the UNet's lazy load as loading, with its own share of the progress, before sampling", () => {
+      const started = list.findIndex((e) => e.type === "sampling_started");
+      const sampling = list.findIndex((e) => e.type === "phase" && e.phase === "sampling");
+      const firstStep = list.findIndex((e) => e.type === "step");
+      expect(list[started]?.phase).toBe("loading_model");
+      expect(sampling).toBe(firstStep - 1);
+      const unet = ofType(list.slice(started, firstStep), "load_progress");
+      expect(unet.map((l) => l.phase)).toEqual(Array(7).fill("loading_model"));
+      // The text encoder fills the loading band's first half, the UNet its second half.
+      expect(ofType(list, "load_progress")[0]?.progress).toBe(0.05);
+      expect(unet.at(-1)?.progress).toBe(0.1);
+      expect(unet[0]!.progress).toBeGreaterThan(0.05);
     });
 
     it("goes through the phases in order, and progress never goes back", () => {
@@ -129,11 +145,10 @@ describe("SdOutputParser on real sd-cli captures", () => {
         "686/686",
         "140/140",
       ]);
-      expect(loads.map((l) => l.phase)).toEqual([
-        "loading_model",
-        ...Array(7).fill("sampling"),
-        "decoding",
-      ]);
+      // Weight loading is loading_model wherever it falls (the VAE's after "decoding 1 latents" too).
+      expect(loads.map((l) => l.phase)).toEqual(Array(9).fill("loading_model"));
+      // ...without sending the run's progress back.
+      expect(loads.at(-1)?.progress).toBe(0.9);
       expect(loads[0]?.speed).toBe("1.14GB/s");
       expect(loads[5]?.speed).toBe("1.50GB/s");
       expect(steps.every((s) => s.totalSteps === 4)).toBe(true);
@@ -239,7 +254,8 @@ describe("SdOutputParser on real sd-cli captures", () => {
       const parser = new SdOutputParser();
       parser.push("stdout", Buffer.from("[INFO ] stable-diffusion.cpp:5679 - generating image: 1/1 - seed 7\n"));
       const got = parser.push("stdout", Buffer.from(bar("============>", 1, 4, "1.20s/it")));
-      expect(got).toMatchObject([{ type: "step", step: 1, secondsPerStep: 1.2 }]);
+      // The first step is where sampling starts (weights may load lazily before it).
+      expect(got).toMatchObject([{ type: "phase", phase: "sampling" }, { type: "step", step: 1, secondsPerStep: 1.2, includesLoad: false }]);
       // A build that omits \x1b[K after s/it bars: the unit completes the bar.
       const early = parser.push("stdout", Buffer.from("\r  |=========================>                        | 2/4 - 4.00it/s"));
       expect(early).toMatchObject([{ type: "step", step: 2, secondsPerStep: 0.25 }]);
@@ -285,7 +301,7 @@ describe("SdOutputParser on real sd-cli captures", () => {
         "stdout",
         Buffer.from(bar("=".repeat(50), 1, 1, "1.50s/it") + "[INFO ] x.cpp:2 - sampling completed, taking 1.50s\n"),
       );
-      expect(list.map((e) => e.type)).toEqual(["step", "log", "sampling_completed"]);
+      expect(list.map((e) => e.type)).toEqual(["phase", "step", "log", "sampling_completed"]);
     });
 
     it("reads a failed save", () => {
