@@ -92,6 +92,8 @@ export function fromGpuEvent(event: GpuEvent, progressSoFar = 0): ProgressEvent 
     case "unloading_llm":
       return status("unloading_llm", "Moving the LLM out of VRAM");
     case "llm_unloaded":
+      // Drawn anyway, for a reason the client should hear (Ollama broke off the unload).
+      if (event.warning !== undefined) return warning("unloading_llm", event.warning);
       return status(
         "unloading_llm",
         event.reachable

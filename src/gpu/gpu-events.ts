@@ -21,6 +21,8 @@ export type GpuEvent =
       /** False when Ollama could not be reached (nothing to unload). */
       reachable: boolean;
       freeVramMiB?: number | undefined;
+      /** The unload report's warning: diffusion goes on, the job should say why. */
+      warning?: string | undefined;
     }
   /** A model would not leave VRAM: this job's acquire rejects with the error. */
   | { type: "llm_unload_failed"; durationMs: number; error: string }

@@ -426,6 +426,7 @@ export class GpuScheduler {
           models: report.unloaded,
           reachable: report.reachable,
           freeVramMiB: report.freeVramMiB,
+          ...(report.warning === undefined ? {} : { warning: report.warning }),
         });
       }
       this.#advance();

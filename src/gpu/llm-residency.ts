@@ -12,6 +12,11 @@ export interface UnloadReport {
   durationMs: number;
   /** Free VRAM after the unload, when nvidia-smi is available. */
   freeVramMiB?: number | undefined;
+  /**
+   * Diffusion goes on, but the client should hear why (Ollama broke off the unload and
+   * nvidia-smi showed no process in VRAM): the scheduler passes it on with `llm_unloaded`.
+   */
+  warning?: string | undefined;
 }
 
 export interface ReloadReport {

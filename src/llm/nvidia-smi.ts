@@ -2,9 +2,11 @@ import { execa } from "execa";
 import { locateExecutable } from "../config/index.js";
 
 /**
- * Free VRAM as nvidia-smi reports it: a number for the status page and the unload
- * report, never a condition for anything (many boxes run without the tool, e.g. in a
- * container without the NVIDIA utilities).
+ * What nvidia-smi reports. Free VRAM: a number for the status page and the unload report,
+ * never a condition for anything (many boxes run without the tool, e.g. in a container
+ * without the NVIDIA utilities). The processes holding GPU memory: the one condition, and
+ * only one way round: an answer listing none lets an image be drawn after Ollama broke off
+ * the unload (OllamaResidency); no tool, a failure or any process listed changes nothing.
  */
 
 /**
@@ -41,4 +43,53 @@ export async function readFreeVramMiB(
     void err;
     return undefined;
   }
+}
+
+/** One process nvidia-smi lists as holding GPU memory (`--query-compute-apps`). */
+export interface ComputeApp {
+  pid: number;
+  /** MiB; undefined when nvidia-smi cannot tell ("[N/A]", e.g. under WSL or in a container). */
+  usedMemoryMiB: number | undefined;
+}
+
+/**
+ * The processes holding GPU memory: `nvidia-smi --query-compute-apps=pid,used_memory
+ * --format=csv,noheader,nounits` prints one line per process, nothing when none. Resolves
+ * [] only when nvidia-smi answered and listed none; undefined when the tool fails or
+ * prints something else (unknown is never "free"); rejects only when `signal` aborts.
+ */
+export async function readComputeApps(
+  bin: string,
+  opts: { signal?: AbortSignal | undefined; timeoutMs?: number } = {},
+): Promise<ComputeApp[] | undefined> {
+  try {
+    const result = await execa(bin, ["--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"], {
+      timeout: opts.timeoutMs ?? 5_000,
+      reject: false,
+      stdin: "ignore",
+      ...(opts.signal ? { cancelSignal: opts.signal } : {}),
+    });
+    if (opts.signal?.aborted) throw opts.signal.reason;
+    if (result.exitCode !== 0 || typeof result.stdout !== "string") return undefined;
+    return parseComputeApps(result.stdout);
+  } catch (err) {
+    if (opts.signal?.aborted) throw opts.signal.reason;
+    void err;
+    return undefined;
+  }
+}
+
+/**
+ * The lines of `--query-compute-apps=pid,used_memory --format=csv,noheader,nounits`:
+ * "1234, 5678" each. Blank output is no process; any line that is not a pid and an amount
+ * (a message such as "No devices were found") makes the whole answer unknown: undefined.
+ */
+export function parseComputeApps(stdout: string): ComputeApp[] | undefined {
+  const apps: ComputeApp[] = [];
+  for (const line of stdout.split("\n").map((l) => l.trim()).filter((l) => l !== "")) {
+    const match = /^(\d+)\s*,\s*(?:(\d+(?:\.\d+)?)|\[[^\]]*\])$/.exec(line);
+    if (match === null) return undefined;
+    apps.push({ pid: Number(match[1]), usedMemoryMiB: match[2] === undefined ? undefined : Math.round(Number(match[2])) });
+  }
+  return apps;
 }

@@ -2,6 +2,7 @@ import type { Ollama, Options } from "ollama";
 import type { LlmResidency, ReloadReport, UnloadReport } from "../gpu/llm-residency.js";
 import { OllamaConnectionLostError, UnloadTimeoutError, describeCause, httpStatusOf, isConnectionLost, isUnreachable, ollamaRequestFailure } from "./errors.js";
 import type { LlmLogger } from "./logger.js";
+import { findNvidiaSmi, readComputeApps } from "./nvidia-smi.js";
 import { createOllamaClient, llmModelOptions, sameModel, sleep, type LlmConfig } from "./ollama-client.js";
 import { OllamaProbe, readResident, type OllamaProbeOptions, type ResidentModel } from "./ollama-probe.js";
 
@@ -79,6 +80,7 @@ export class OllamaResidency implements LlmResidency {
   private readonly pollInitialMs: number;
   private readonly pollMaxMs: number;
   private readonly vramSettleMs: number;
+  private readonly env: NodeJS.ProcessEnv;
 
   constructor(
     private readonly llm: LlmConfig,
@@ -92,13 +94,16 @@ export class OllamaResidency implements LlmResidency {
     // time lost after the drop (npm run bench: 250 ms cost ~155 ms per swap at a 200 ms linger).
     this.pollMaxMs = options.pollMaxMs ?? 100;
     this.vramSettleMs = options.vramSettleMs ?? 2_000;
+    this.env = options.env ?? process.env;
     this.probe = new OllamaProbe(llm, { requestTimeoutMs: this.requestTimeoutMs, env: options.env ?? process.env });
   }
 
   /**
    * Unloads every resident model and resolves once /api/ps lists none of them (models
    * that appear meanwhile are unloaded too). Ollama unreachable: resolves
-   * `{reachable:false}`, since a stopped Ollama holds no VRAM.
+   * `{reachable:false}`, since a stopped Ollama holds no VRAM. Ollama broke off the
+   * connection: rejects with OllamaConnectionLostError, unless nvidia-smi answers and lists
+   * no process holding GPU memory; then resolves `{reachable:false}` with a warning.
    */
   unloadAll(signal?: AbortSignal): Promise<UnloadReport> {
     return this.exclusive(() => this.unloadAllNow(signal));
@@ -127,7 +132,12 @@ export class OllamaResidency implements LlmResidency {
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
       // Reset mid-request: Ollama was there and may be holding the LLM; never "nothing to unload".
-      if (isConnectionLost(err)) throw new OllamaConnectionLostError(this.llm.baseUrl, "unloading the LLM", { cause: err });
+      if (isConnectionLost(err)) {
+        const lost = new OllamaConnectionLostError(this.llm.baseUrl, "unloading the LLM", { cause: err });
+        const report = await this.drawAnywayIfVramFree(lost, err, started, signal);
+        this.noteHeldBefore([], started);
+        return report;
+      }
       if (!isUnreachable(err)) throw ollamaRequestFailure(err, signal, this.llm.baseUrl);
       this.logger.warn(`Ollama is not reachable at ${this.llm.baseUrl} (${describeCause(err)}): nothing to unload`);
       this.noteHeldBefore([], started);
@@ -198,7 +208,8 @@ export class OllamaResidency implements LlmResidency {
       if (remaining() <= 0) {
         // Polls broken off to the end: Ollama crashed or is restarting, not a model that will not leave.
         if (lastError !== undefined && isConnectionLost(lastError)) {
-          throw new OllamaConnectionLostError(this.llm.baseUrl, "unloading the LLM", { cause: lastError });
+          const lost = new OllamaConnectionLostError(this.llm.baseUrl, "unloading the LLM", { cause: lastError });
+          return await this.drawAnywayIfVramFree(lost, lastError, started, signal);
         }
         const models = lastError === undefined ? stillListed.map((m) => m.name) : [...targets];
         throw new UnloadTimeoutError(models, this.llm.unloadTimeoutMs, lastError === undefined ? {} : { cause: lastError });
@@ -211,6 +222,29 @@ export class OllamaResidency implements LlmResidency {
     const durationMs = Date.now() - started;
     this.logger.info(`unloaded ${[...targets].join(", ")} in ${durationMs} ms`);
     return { reachable: true, unloaded: [...targets], durationMs, freeVramMiB };
+  }
+
+  /**
+   * Ollama broke off the connection during the unload: it may still hold the LLM, so `lost`
+   * is thrown, unless nvidia-smi answers and lists no process holding GPU memory (then
+   * nothing of Ollama's is in VRAM, as when it is down, and the picture is drawn with a
+   * warning). No nvidia-smi, a failure, or any process listed: `lost`.
+   */
+  private async drawAnywayIfVramFree(
+    lost: OllamaConnectionLostError,
+    cause: unknown,
+    started: number,
+    signal: AbortSignal | undefined,
+  ): Promise<UnloadReport> {
+    const bin = findNvidiaSmi(this.llm.nvidiaSmi, this.env);
+    const apps = bin === undefined ? undefined : await readComputeApps(bin, { signal, timeoutMs: Math.min(this.requestTimeoutMs, 5_000) });
+    if (apps === undefined || apps.length > 0) throw lost;
+    const warning =
+      `Ollama at ${this.llm.baseUrl} broke off the connection while unloading the LLM (${describeCause(cause)}), ` +
+      `but nvidia-smi shows no process holding GPU memory, so the picture is drawn anyway. ` +
+      `Check that Ollama is running and answering (ollama ps, or GET ${this.llm.baseUrl}/api/ps; its log says why it broke off).`;
+    this.logger.warn(warning);
+    return { reachable: false, unloaded: [], durationMs: Date.now() - started, freeVramMiB: await this.probe.freeVramMiB(signal), warning };
   }
 
   private noteHeldBefore(listed: ResidentModel[], at: number): void {

@@ -93,6 +93,11 @@ export interface DevServer {
   stop(graceMs?: number): Promise<void>;
   /** Processes still alive in the group (none after stop). */
   remaining(): string[];
+  /**
+   * Sends `signal` to the whole process group, as a terminal's Ctrl-C does (SIGINT), and
+   * resolves once no process of the group is left, or after `timeoutMs`: true if none is.
+   */
+  interrupt(signal?: NodeJS.Signals, timeoutMs?: number): Promise<boolean>;
 }
 
 const logLimit = 200_000;
@@ -102,11 +107,13 @@ export async function startDevServer(options: {
   port: number;
   env: Record<string, string>;
   readyTimeoutMs?: number;
+  /** Reload on code changes (the tsx watcher), as `npm run studio` runs it. Default: off. */
+  reload?: boolean;
 }): Promise<DevServer> {
   const url = `http://127.0.0.1:${options.port}`;
   const child: ResultPromise = execa(
     cliBin,
-    ["dev", "--no-browser", "--no-reload", "--port", String(options.port), "--host", "127.0.0.1", "--config", options.configFile],
+    ["dev", "--no-browser", ...(options.reload ? [] : ["--no-reload"]), "--port", String(options.port), "--host", "127.0.0.1", "--config", options.configFile],
     {
       cwd: repoRoot,
       env: isolatedEnv(options.env),
@@ -161,6 +168,12 @@ export async function startDevServer(options: {
     pid,
     log: () => output,
     remaining,
+    async interrupt(signal = "SIGINT", timeoutMs = 10_000) {
+      if (groupAlive()) process.kill(-pid, signal);
+      const deadline = Date.now() + timeoutMs;
+      while (groupAlive() && Date.now() < deadline) await sleep(20);
+      return !groupAlive();
+    },
     async stop(graceMs = 5_000) {
       if (!groupAlive()) return void process.off("exit", killOnExit);
       process.kill(-pid, "SIGTERM");

@@ -6,15 +6,18 @@ import type { DiffugenStateUpdate, DiffugenStateValue } from "../state.js";
 /**
  * unload: ask the GPU scheduler for the diffusion phase. The scheduler moves the LLM out
  * of VRAM and grants the GPU only once Ollama confirms it is gone; this node only waits
- * (reporting the queue) and keeps the lease for `diffuse`.
+ * (reporting the queue) and keeps the lease for `diffuse`. A warning the unload came with
+ * (drawn although Ollama broke off the connection) goes into the run's warnings.
  */
 export async function unload(state: DiffugenStateValue, runtime: NodeRuntime): Promise<DiffugenStateUpdate> {
   const kit = nodeKit("unload", state, runtime);
+  const warnings: string[] = [];
   try {
     const lease = await kit.deps.scheduler.acquire("diffusion", {
       jobId: kit.jobId,
       signal: runtime.signal,
       onEvent: (event) => {
+        if (event.type === "llm_unloaded" && event.warning !== undefined) warnings.push(event.warning);
         const progress = fromGpuEvent(event, progressIn("unloading_llm"));
         if (progress) kit.emit(progress);
       },
@@ -25,5 +28,5 @@ export async function unload(state: DiffugenStateValue, runtime: NodeRuntime): P
     // Nothing is held: the scheduler has already put the LLM back if it had moved it.
     return kit.fail(err);
   }
-  return { timings: kit.timed() };
+  return { ...(warnings.length > 0 ? { warnings: [...state.warnings, ...warnings] } : {}), timings: kit.timed() };
 }
