@@ -1,8 +1,8 @@
 import type { Config } from "../../src/config/index.js";
-import type { PreviewMode } from "../../src/diffusion/index.js";
+import { SdBackends, type PreviewMode } from "../../src/diffusion/index.js";
 import { GpuScheduler } from "../../src/gpu/index.js";
 import { ChatReplier, OllamaResidency, pinoLlmLogger, PromptRefiner } from "../../src/llm/index.js";
-import { createLogger, gpuSchedulerLog, type DestinationStream } from "../../src/logging/index.js";
+import { createLogger, gpuSchedulerLog, sdBackendLog, type DestinationStream } from "../../src/logging/index.js";
 import { ModelRegistry } from "../../src/models/index.js";
 
 /**
@@ -15,6 +15,8 @@ export interface DiffugenDeps {
   registry: ModelRegistry;
   /** The one owner of the GPU: nodes ask it for phases, never load or unload themselves. */
   scheduler: GpuScheduler;
+  /** sd-cli or the burst's sd-server (SD_BACKEND): what draws. The scheduler releases it at a burst's end. */
+  backends: SdBackends;
   refiner: PromptRefiner;
   /** Writes a reply in words, streamed (a chat turn that asked for no picture, a client's background task). */
   replier: ChatReplier;
@@ -40,15 +42,17 @@ export function createDiffugenDeps(config: Config, overrides: Partial<DiffugenDe
     });
   // One JSON log (stderr unless told otherwise, LOG_LEVEL) for the swaps and the LLM side's warnings.
   const logger = createLogger({ level: config.logLevel, destination: options.logDestination });
+  const backends = overrides.backends ?? new SdBackends(config.sd, { log: sdBackendLog(logger) });
   const scheduler =
     overrides.scheduler ??
     new GpuScheduler({
       llm: new OllamaResidency(config.llm, { logger: pinoLlmLogger(logger) }),
+      diffusion: backends,
       maxQueue: config.gpu.maxQueue,
       maxBatch: config.gpu.maxBatch,
       log: gpuSchedulerLog(logger),
     });
   const refiner = overrides.refiner ?? new PromptRefiner(config.llm, { logger: pinoLlmLogger(logger) });
   const replier = overrides.replier ?? new ChatReplier(config.llm, { logger: pinoLlmLogger(logger) });
-  return { preview: "proj", ...overrides, config, registry, scheduler, refiner, replier };
+  return { preview: "proj", ...overrides, config, registry, scheduler, backends, refiner, replier };
 }

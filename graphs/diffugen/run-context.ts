@@ -36,6 +36,8 @@ export interface AdmittedRequest {
   model: string;
   /** Every parameter, the seed drawn. */
   params: GenerationParams;
+  /** The client shows live previews (OpenAI's `partial_images`): drawn on sd-cli, which writes them. */
+  previews?: boolean | undefined;
 }
 
 /** A run context for `deps`; `signal` is the run's (the one given to graph.stream). */

@@ -37,6 +37,7 @@ export const runErrorCodes = [
   "timeout",
   "cancelled",
   "sd_not_found",
+  "sd_server_not_found",
   "sd_failed",
   "shutting_down",
   "internal",
@@ -54,7 +55,7 @@ function errorCode(err: unknown): RunErrorCode {
   if (err instanceof SdOutOfMemoryError) return "out_of_memory";
   if (err instanceof SdTimeoutError) return "timeout";
   if (err instanceof SdAbortedError || err instanceof AcquireAbortedError) return "cancelled";
-  if (err instanceof SdSpawnError) return "sd_not_found";
+  if (err instanceof SdSpawnError) return err.program === "sd-server" ? "sd_server_not_found" : "sd_not_found";
   if (err instanceof SdProcessError) return "sd_failed";
   if (err instanceof SchedulerClosedError) return "shutting_down";
   return "internal";

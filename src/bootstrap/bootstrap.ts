@@ -53,7 +53,9 @@ export function bootstrap(config: Config, role: Role, options: BootstrapOptions 
     let closing: Promise<void> | undefined;
     const close = async () => {
       await runner.dispose();
+      // The LLM comes back after the last image; the burst's sd-server has gone by then.
       await deps.scheduler.close();
+      await deps.backends.release("shutdown");
       gate.stop();
       lock.release();
     };

@@ -105,8 +105,8 @@ async function generate(prompt: string, options: GenerateOptions, config: Config
   return report(state, options.out);
 }
 
-/** Requests the user can correct, like a bad flag, and a missing sd-cli (SD_CPP_BIN): exit 2. */
-const usageErrors = new Set(["invalid_request", "model_not_found", "sd_not_found"]);
+/** Requests the user can correct, like a bad flag, and a missing sd-cli or sd-server (SD_CPP_BIN, SD_SERVER_BIN): exit 2. */
+const usageErrors = new Set(["invalid_request", "model_not_found", "sd_not_found", "sd_server_not_found"]);
 
 function exitCodeFor(code: string): number {
   return usageErrors.has(code) ? 2 : 1;

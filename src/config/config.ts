@@ -4,6 +4,7 @@ import { envSchema, type Env } from "./env-schema.js";
 
 /** LLM_RESTORE: which models come back after a burst of images. */
 export type LlmRestorePolicy = Env["LLM_RESTORE"];
+export type SdBackendSetting = Env["SD_BACKEND"];
 
 /** Typed, validated settings: what the rest of the code reads instead of process.env. */
 export interface Config {
@@ -16,6 +17,10 @@ export interface Config {
   retention: { maxAgeMs: number; maxCount: number };
   sd: {
     bin: string;
+    /** SD_SERVER_BIN, or `sd-server` beside SD_CPP_BIN (on PATH when SD_CPP_BIN is a bare name). */
+    serverBin: string;
+    /** SD_BACKEND: which program draws (see src/diffusion/sd-backends.ts). */
+    backend: SdBackendSetting;
     modelsDir: string;
     outputDir: string;
     modelsConfig: string | undefined;
@@ -56,6 +61,12 @@ export class ConfigError extends Error {
   }
 }
 
+/** `sd-server` where sd.cpp's build puts it: beside sd-cli, or on PATH like a bare SD_CPP_BIN. */
+function defaultServerBin(sdCliBin: string): string {
+  const dir = path.dirname(sdCliBin);
+  return sdCliBin.includes("/") || sdCliBin.includes(path.sep) ? path.join(dir, "sd-server") : "sd-server";
+}
+
 function parseKeepAlive(value: string): number | string {
   return /^-?\d+(\.\d+)?$/.test(value) ? Number(value) : value;
 }
@@ -83,6 +94,8 @@ function fromEnv(e: Env): Config {
     retention: { maxAgeMs: e.OUTPUT_MAX_AGE_DAYS * 86_400_000, maxCount: e.OUTPUT_MAX_COUNT },
     sd: {
       bin: e.SD_CPP_BIN,
+      serverBin: e.SD_SERVER_BIN ?? defaultServerBin(e.SD_CPP_BIN),
+      backend: e.SD_BACKEND,
       modelsDir: path.resolve(e.MODELS_DIR),
       outputDir: path.resolve(e.OUTPUT_DIR),
       modelsConfig: e.MODELS_CONFIG ? path.resolve(e.MODELS_CONFIG) : undefined,

@@ -28,6 +28,15 @@ export const envSchema = z.object({
 
   // stable-diffusion.cpp
   SD_CPP_BIN: optional(z.string()).default("sd-cli"),
+  // sd.cpp's own server, kept alive for a burst of images (the model is read once). Default:
+  // `sd-server` beside SD_CPP_BIN, else on PATH.
+  SD_SERVER_BIN: optional(z.string()),
+  // auto: sd-server when it is found and the job can use it (no previews asked), else sd-cli.
+  SD_BACKEND: optional(
+    z.enum(["auto", "cli", "server"], {
+      error: (issue) => `expected auto, cli (a fresh sd-cli per image) or server (sd-server kept for a burst), got '${String(issue.input)}'`,
+    }),
+  ).default("auto"),
   MODELS_DIR: optional(z.string()).default("./models"),
   OUTPUT_DIR: optional(z.string()).default("./outputs"),
   MODELS_CONFIG: optional(z.string()),

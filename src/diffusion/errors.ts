@@ -23,12 +23,17 @@ export interface SdDiagnostics {
   /** Its last lines on stderr (also the non-log ones, e.g. a C++ `terminate called ...`). */
   stderrTail?: readonly string[];
   pid?: number | undefined;
+  /** Which sd.cpp program said it: `sd-cli` (the default) or `sd-server`. */
+  program?: SdProgram | undefined;
 }
+
+export type SdProgram = "sd-cli" | "sd-server";
 
 export class SdError extends Error {
   readonly errorLines: readonly string[];
   readonly stderrTail: readonly string[];
   readonly pid: number | undefined;
+  readonly program: SdProgram;
 
   constructor(message: string, diagnostics: SdDiagnostics = {}, options?: { cause?: unknown }) {
     super(message, options);
@@ -36,17 +41,20 @@ export class SdError extends Error {
     this.errorLines = diagnostics.errorLines ?? [];
     this.stderrTail = diagnostics.stderrTail ?? [];
     this.pid = diagnostics.pid;
+    this.program = diagnostics.program ?? "sd-cli";
   }
 }
 
-/** The sd-cli binary could not be started at all (wrong SD_CPP_BIN, not executable...). */
+/** The sd-cli (or sd-server) binary could not be started at all (wrong path, not executable...). */
 export class SdSpawnError extends SdError {
   constructor(
     readonly bin: string,
     readonly code: string | undefined,
     cause?: unknown,
+    program: SdProgram = "sd-cli",
   ) {
-    super(`could not start sd-cli '${bin}'${code ? ` (${code})` : ""}: check SD_CPP_BIN`, {}, { cause });
+    const setting = program === "sd-server" ? "SD_SERVER_BIN" : "SD_CPP_BIN";
+    super(`could not start ${program} '${bin}'${code ? ` (${code})` : ""}: check ${setting}`, { program }, { cause });
     this.name = "SdSpawnError";
   }
 }
@@ -59,7 +67,7 @@ export class SdProcessError extends SdError {
     diagnostics: SdDiagnostics,
     message?: string,
   ) {
-    super(message ?? `${describeExit(exitCode, signal)}${explain(diagnostics)}`, diagnostics);
+    super(message ?? `${describeExit(exitCode, signal, diagnostics.program)}${explain(diagnostics)}`, diagnostics);
     this.name = "SdProcessError";
   }
 }
@@ -80,7 +88,7 @@ export class SdOutOfMemoryError extends SdProcessError {
       exitCode,
       signal,
       diagnostics,
-      `sd-cli ran out of memory (${describeExit(exitCode, signal).replace(/^sd-cli /, "")}): ${oomLine}`,
+      `${program(diagnostics)} ran out of memory (${describeExit(exitCode, signal, diagnostics.program).replace(/^sd-\w+ /, "")}): ${oomLine}`,
     );
     this.name = "SdOutOfMemoryError";
   }
@@ -96,11 +104,29 @@ export class SdOutputMissingError extends SdProcessError {
       0,
       undefined,
       diagnostics,
-      `sd-cli exited 0 but did not write ${missing.length === 1 ? "the image" : "these images"}: ` +
+      (diagnostics.program === "sd-server"
+        ? `sd-server answered without ${missing.length === 1 ? "the image" : "these images"}: `
+        : `sd-cli exited 0 but did not write ${missing.length === 1 ? "the image" : "these images"}: `) +
         missing.join(", ") +
         explain(diagnostics),
     );
     this.name = "SdOutputMissingError";
+  }
+}
+
+/**
+ * sd-server answered a generation with an error status (it refuses nothing DiffuGen sends
+ * when the request was validated first, so this is its own failure: `generate_image
+ * returned no results`, an exception). Carries its answer and what it printed meanwhile.
+ */
+export class SdServerRequestError extends SdProcessError {
+  constructor(
+    readonly status: number,
+    readonly answer: string,
+    diagnostics: SdDiagnostics,
+  ) {
+    super(undefined, undefined, { ...diagnostics, program: "sd-server" }, `sd-server answered ${status}: ${answer.slice(0, 300)}${explain(diagnostics)}`);
+    this.name = "SdServerRequestError";
   }
 }
 
@@ -110,7 +136,7 @@ export class SdTimeoutError extends SdError {
     readonly timeoutMs: number,
     diagnostics: SdDiagnostics = {},
   ) {
-    super(`sd-cli did not finish within ${formatSeconds(timeoutMs)}; it was stopped`, diagnostics);
+    super(`${program(diagnostics)} did not finish within ${formatSeconds(timeoutMs)}; it was stopped`, diagnostics);
     this.name = "SdTimeoutError";
   }
 }
@@ -126,9 +152,13 @@ export class SdAbortedError extends SdError {
   }
 }
 
-function describeExit(exitCode: number | undefined, signal: string | undefined): string {
-  if (signal) return `sd-cli was killed by ${signal}`;
-  return `sd-cli exited with code ${exitCode ?? "unknown"}`;
+function describeExit(exitCode: number | undefined, signal: string | undefined, name: SdProgram = "sd-cli"): string {
+  if (signal) return `${name} was killed by ${signal}`;
+  return `${name} exited with code ${exitCode ?? "unknown"}`;
+}
+
+function program(diagnostics: SdDiagnostics): SdProgram {
+  return diagnostics.program ?? "sd-cli";
 }
 
 /** ERROR lines say why; without them (an abort, a crash) the stderr tail does. */

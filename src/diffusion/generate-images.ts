@@ -1,11 +1,9 @@
-import { existsSync, statSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { Config } from "../config/index.js";
 import type { ModelFile } from "../models/index.js";
-import { InvalidGenerationParamsError } from "./errors.js";
 import type { GenerationParams } from "./generation-request.js";
-import { loraFileExtensions } from "./lora-tags.js";
+import { checkGenerationInputs } from "./generation-inputs.js";
 import { batchOutputPaths, newOutputPath, previewPathFor } from "./output-paths.js";
 import type { PreviewMode } from "./sampling-options.js";
 import { buildSdArgs } from "./sd-args.js";
@@ -31,9 +29,14 @@ export interface GenerateImagesOptions {
   killGraceMs?: number | undefined;
 }
 
+/** The two ways to run sd.cpp: a fresh sd-cli per image, or an sd-server kept for a burst. */
+export type SdBackendKind = "cli" | "server";
+
 export interface GenerationResult {
+  /** Which program drew: a fresh sd-cli, or the sd-server kept for the burst. */
+  backend: SdBackendKind;
   images: SdImage[];
-  /** The exact command line: the binary and its arguments. */
+  /** The exact command line: the binary and its arguments (sd-server's, for that backend). */
   argv: string[];
   seeds: number[];
   timings: SdTimings;
@@ -52,17 +55,8 @@ export async function generateImages(
   options: GenerateImagesOptions,
 ): Promise<GenerationResult> {
   const sd = options.sd;
-  if (params.initImage !== undefined && !isFile(params.initImage)) {
-    throw new InvalidGenerationParamsError("initImage", `init image not found: ${params.initImage}`);
-  }
   const loraDir = sd.loraDir;
-  if (params.loras.length > 0 && loraDir) {
-    for (const lora of params.loras) {
-      if (!loraFileExtensions.some((ext) => isFile(path.join(loraDir, lora.name + ext)))) {
-        throw new InvalidGenerationParamsError("prompt", `LoRA '${lora.name}' not found in ${loraDir}`);
-      }
-    }
-  }
+  checkGenerationInputs(params, loraDir);
 
   const outputDir = path.resolve(options.outputDir ?? sd.outputDir);
   await mkdir(outputDir, { recursive: true });
@@ -91,17 +85,10 @@ export async function generateImages(
     seed: params.seed,
   });
   return {
+    backend: "cli",
     images: run.images,
     argv: [sd.bin, ...args],
     seeds: run.seeds,
     timings: run.timings,
   };
-}
-
-function isFile(file: string): boolean {
-  try {
-    return existsSync(file) && statSync(file).isFile();
-  } catch {
-    return false;
-  }
 }

@@ -2,7 +2,18 @@ export {
   generateImages,
   type GenerateImagesOptions,
   type GenerationResult,
+  type SdBackendKind,
 } from "./generate-images.js";
+export {
+  SdBackends,
+  type SdBackendChoice,
+  type SdBackendUnavailable,
+  type SdBackendGenerateOptions,
+  type SdBackendStats,
+  type SdBackendsHealth,
+} from "./sd-backends.js";
+export type { SdServerStatus, SdServerStopReason } from "./sd-server/sd-server-backend.js";
+export type { SdServerState } from "./sd-server/sd-server-process.js";
 export {
   generationRequestSchema,
   parseGenerationRequest,

@@ -50,3 +50,11 @@ export function loraNameProblem(name: string): string | undefined {
   if (name.includes("\0")) return "the name must not contain NUL";
   return undefined;
 }
+
+/**
+ * The prompt without its LoRA tags, as sd-cli hands it to the text encoder. sd-server
+ * takes LoRAs as a list and reads no tag, so it is sent this text and the list.
+ */
+export function withoutLoraTags(prompt: string): string {
+  return prompt.replace(loraTagPattern, "");
+}

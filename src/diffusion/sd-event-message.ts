@@ -10,6 +10,8 @@ export function describeSdEvent(event: SdEvent): string | undefined {
     case "spawned":
     case "phase":
       return phaseMessages[event.phase];
+    case "server_reused":
+      return `The image model is already loaded (sd-server, pid ${event.pid})`;
     case "load_progress":
       return `Loading model weights ${event.current}/${event.total}`;
     case "sampling_started":

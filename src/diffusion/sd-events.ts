@@ -59,6 +59,16 @@ export interface SdSpawnedEvent extends SdEventBase {
   argv: string[];
 }
 
+/**
+ * The job runs on an sd-server that already holds the model (started by an earlier job of
+ * the burst): no process is spawned and no weights are read.
+ */
+export interface SdServerReusedEvent extends SdEventBase {
+  type: "server_reused";
+  pid: number;
+  port: number;
+}
+
 /** The run entered a new phase. The first one is `loading_model`, at sd-cli's first output. */
 export interface SdPhaseEvent extends SdEventBase {
   type: "phase";
@@ -187,6 +197,7 @@ export interface SdLogEvent extends SdEventBase {
 
 export type SdEvent =
   | SdSpawnedEvent
+  | SdServerReusedEvent
   | SdPhaseEvent
   | SdLoadProgressEvent
   | SdSamplingStartedEvent

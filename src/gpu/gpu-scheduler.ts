@@ -7,6 +7,7 @@ import {
   QueueFullError,
   SchedulerClosedError,
 } from "./errors.js";
+import type { DiffusionResidency } from "./diffusion-residency.js";
 import type { GpuEvent, GpuEventListener, GpuPhase } from "./gpu-events.js";
 import { GrantedLease, type GpuLease, type ReleaseOutcome } from "./gpu-lease.js";
 import type { LlmResidency, ReloadReport, UnloadReport } from "./llm-residency.js";
@@ -52,6 +53,11 @@ import {
 
 export interface GpuSchedulerOptions {
   llm: LlmResidency;
+  /**
+   * What may still hold the image model when a burst ends (an sd-server kept for it): it
+   * is released, and its exit confirmed, before the LLM reload is asked for.
+   */
+  diffusion?: DiffusionResidency | undefined;
   /** Jobs that may wait; one more is refused with QueueFullError. Default 16. */
   maxQueue?: number | undefined;
   /** Diffusion jobs a batch may run while LLM work waits. Default 8. */
@@ -114,6 +120,7 @@ export class GpuScheduler {
   readonly maxBatch: number;
 
   readonly #llm: LlmResidency;
+  readonly #diffusion: DiffusionResidency | undefined;
   readonly #log: (message: string, fields: Record<string, unknown>) => void;
   readonly #now: () => number;
   readonly #llmState: LlmResidencyState;
@@ -134,6 +141,7 @@ export class GpuScheduler {
     this.maxQueue = positiveInteger("maxQueue", options.maxQueue ?? DEFAULT_MAX_QUEUE);
     this.maxBatch = positiveInteger("maxBatch", options.maxBatch ?? DEFAULT_MAX_BATCH);
     this.#llm = options.llm;
+    this.#diffusion = options.diffusion;
     this.#log = options.log ?? (() => {});
     this.#now = options.now ?? Date.now;
     this.#llmState = new LlmResidencyState(this.#now);
@@ -458,7 +466,11 @@ export class GpuScheduler {
     this.#log("reloading LLM", { from, jobId: cause?.jobId });
     this.#announcePositions(); // "queued" comes before "reloading_llm" for the LLM jobs waiting for it
     this.#emitToReloadAudience(cause, { type: "reloading_llm" });
-    const done = settle(() => this.#llm.reload()).then((result) =>
+    // The burst's image model leaves VRAM first: the LLM never loads beside it.
+    const done = settle(async () => {
+      await this.#diffusion?.release();
+      return this.#llm.reload();
+    }).then((result) =>
       this.#safely("finishing reload", NOTHING, () => this.#finishReload(cause, startedAt, result)),
     );
     return { kind: "reloading", done };

@@ -26,6 +26,7 @@ export type {
   QueuedJob,
 } from "./scheduler-stats.js";
 export type { LlmResidency, ReloadReport, UnloadReport } from "./llm-residency.js";
+export type { DiffusionResidency } from "./diffusion-residency.js";
 export {
   AcquireAbortedError,
   GpuInvariantError,

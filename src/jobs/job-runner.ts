@@ -195,7 +195,7 @@ export class JobRunner {
         configurable: { thread_id: job.id },
         streamMode: [...new Set([...ownModes, ...job.rawModes])],
         signal: job.signal,
-        context: createRunContext(this.deps, job.signal, { model: input.model, params: input.params }),
+        context: createRunContext(this.deps, job.signal, { model: input.model, params: input.params, previews: input.previews }),
       },
     );
   }

@@ -15,6 +15,8 @@ export interface JobInput {
   model: string;
   /** Every parameter, decided once at admission (the seed drawn): the run draws with these. */
   params: GenerationParams;
+  /** The client shows live previews (OpenAI's `partial_images`): only sd-cli writes them. */
+  previews?: boolean | undefined;
   /** Image mode: let the LLM rewrite the prompt (default true). */
   refinePrompt?: boolean | undefined;
   /** Chat mode: the conversation before the request, oldest first. */

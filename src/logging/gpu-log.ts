@@ -16,3 +16,15 @@ export function gpuSchedulerLog(logger: Logger): GpuSchedulerLog {
     log[level]({ event: "gpu", ...(jobId === undefined ? {} : { job_id: jobId }), ...rest }, message);
   };
 }
+
+/**
+ * The diffusion backends' log (SdBackendsOptions.log): each sd-server start and stop,
+ * with its model, pid and why it stopped, at info (a stop after a failure at warn).
+ */
+export function sdBackendLog(logger: Logger): GpuSchedulerLog {
+  const log = logger.child({ component: "diffusion" });
+  return (message, fields) => {
+    const level = fields.reason === "failure" ? "warn" : "info";
+    log[level]({ event: "sd_backend", ...fields }, message);
+  };
+}

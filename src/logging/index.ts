@@ -7,4 +7,4 @@ export {
   type LoggerOptions,
   type LogLevel,
 } from "./logger.js";
-export { gpuSchedulerLog, type GpuSchedulerLog } from "./gpu-log.js";
+export { gpuSchedulerLog, sdBackendLog, type GpuSchedulerLog } from "./gpu-log.js";

@@ -1,5 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { SdBackendStats } from "../diffusion/index.js";
 import type { GateStatus, GpuHolderState, GpuSchedulerStats, LlmState } from "../gpu/index.js";
+import { DiffusionMetrics } from "./diffusion-metrics.js";
 import type { JobEvent, JobInput, JobOutcome, JobResult } from "../jobs/job.js";
 import type { JobInfo, JobObserver } from "../jobs/job-observer.js";
 import { CountFollower, DurationFollower } from "./duration-follower.js";
@@ -12,6 +14,11 @@ export interface GpuStatsSource {
   stats(): GpuSchedulerStats;
 }
 
+/** Where the diffusion figures come from: the backends (read, never driven). */
+export interface DiffusionStatsSource {
+  stats(): SdBackendStats;
+}
+
 /** Where the gate figures come from: the bypass watchdog (read, never driven). */
 export interface GateStatsSource {
   status(): Pick<GateStatus, "byModel">;
@@ -21,6 +28,8 @@ export interface ServiceMetricsOptions {
   scheduler: GpuStatsSource;
   /** The bypass watchdog bootstrap started, when there is one. */
   gate?: GateStatsSource | undefined;
+  /** sd-cli / sd-server: model loads, sd-server starts and stops, time to the first step. */
+  diffusion?: DiffusionStatsSource | undefined;
   /** prom-client's process metrics (CPU, memory, event loop, GC) on this registry. Default true. */
   processMetrics?: boolean | undefined;
   /** Clock in ms (uptime). Default Date.now. */
@@ -57,6 +66,7 @@ export class ServiceMetrics implements JobObserver {
 
   readonly #scheduler: GpuStatsSource;
   readonly #gate: GateStatsSource | undefined;
+  readonly #diffusion: DiffusionMetrics | undefined;
   readonly #now: () => number;
   readonly #startedAt: number;
 
@@ -95,6 +105,7 @@ export class ServiceMetrics implements JobObserver {
   constructor(options: ServiceMetricsOptions) {
     this.#scheduler = options.scheduler;
     this.#gate = options.gate;
+    this.#diffusion = options.diffusion && new DiffusionMetrics(options.diffusion, this.registry);
     this.#now = options.now ?? Date.now;
     this.#startedAt = this.#now();
     const registers = [this.registry];
@@ -267,6 +278,7 @@ export class ServiceMetrics implements JobObserver {
     for (const holder of keysOf(holderKinds)) this.#gpuHolder.labels(holder).set(holder === stats.gpu.kind ? 1 : 0);
     for (const state of keysOf(llmStates)) this.#llmState.labels(state).set(state === stats.llm.state ? 1 : 0);
     this.#refreshGate();
+    this.#diffusion?.refresh();
     return stats;
   }
 
@@ -317,6 +329,7 @@ export class ServiceMetrics implements JobObserver {
         jobs: gpu.queue.map((q) => ({ job_id: q.jobId, phase: q.phase, position: q.position, waiting_ms: q.waitingMs })),
       },
       seconds_per_step: this.#stepMeans.snapshot(),
+      ...(this.#diffusion ? { diffusion: this.#diffusion.snapshot() } : {}),
     };
   }
 }

@@ -1,3 +1,4 @@
+import type { SdBackendKind, SdServerStopReason } from "../diffusion/index.js";
 import type { GpuHolderState, GpuPhase, LlmState } from "../gpu/index.js";
 import type { JobOutcome } from "../jobs/job.js";
 
@@ -37,4 +38,15 @@ export interface ServiceStats {
   queue: { length: number; jobs: { job_id: string; phase: GpuPhase; position: number; waiting_ms: number }[] };
   /** sd.cpp's own measured time per sampling step, per registry model, over delivered runs. */
   seconds_per_step: Record<string, { mean: number; samples: number }>;
+  /** Which program drew, and what it cost to load (absent for an app built without the backends). */
+  diffusion?: DiffusionStats | undefined;
+}
+
+export interface DiffusionStats {
+  /** Model loads: every sd-cli run, every sd-server start (it keeps the model for the burst). */
+  model_loads: Record<SdBackendKind, number>;
+  jobs: Record<SdBackendKind, number>;
+  sd_server: { starts: number; stops: Record<SdServerStopReason, number> };
+  /** From the start of a job's generation to its first sampling step. */
+  first_step: Record<SdBackendKind, { count: number; mean_ms: number; last_ms: number | null }>;
 }

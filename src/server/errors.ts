@@ -73,6 +73,7 @@ const runErrorRules: Record<RunErrorCode, StatusRule> = {
   timeout: serverError(504),
   cancelled: { status: 499, type: "invalid_request_error", retryable: false },
   sd_not_found: serverError(503),
+  sd_server_not_found: serverError(503),
   sd_failed: serverError(500),
   shutting_down: serverError(503, true),
   internal: serverError(500),

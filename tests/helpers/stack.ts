@@ -23,6 +23,7 @@ import { fileURLToPath } from "node:url";
 import type { DiffugenDeps } from "../../graphs/diffugen/dependencies.js";
 import { bootstrap, type Bootstrapped, type Role } from "../../src/bootstrap/index.js";
 import { loadConfig, type Config } from "../../src/config/index.js";
+import { SdBackends } from "../../src/diffusion/index.js";
 import { GpuScheduler } from "../../src/gpu/index.js";
 import type { JobRunner } from "../../src/jobs/index.js";
 import { OllamaResidency, PromptRefiner, type LlmLogger, type OllamaResidencyOptions } from "../../src/llm/index.js";
@@ -186,11 +187,15 @@ export async function startStack(options: StackOptions & { server?: StartServerO
       vramSettleMs: 0,
       ...(timing === "test" ? { pollInitialMs: 10, pollMaxMs: 50 } : {}),
     };
+    // sd-server starts and stops are logged beside the swaps: one timeline of the GPU.
+    const backends = options.deps?.backends ?? new SdBackends(config.sd, { log: (message, fields) => gpuLog.push({ at: clock(), message, fields }) });
     const app = bootstrap(config, options.role ?? "serve", {
       deps: {
         // What createDiffugenDeps builds, with the residency and the logs tuned as above.
+        backends,
         scheduler: new GpuScheduler({
           llm: new OllamaResidency(config.llm, residency),
+          diffusion: backends,
           maxQueue: config.gpu.maxQueue,
           maxBatch: config.gpu.maxBatch,
           log: (message, fields) => gpuLog.push({ at: clock(), message, fields }),

@@ -147,7 +147,16 @@ describe("GET /metrics and GET /stats", () => {
       queue: { length: 0, jobs: [] },
       // Step 1 includes the lazy UNet load: 2 of the 3 steps are step rates.
       seconds_per_step: { sd15: { mean: expect.any(Number), samples: 2 } },
+      // No sd-server beside the sd-cli double: the image ran on sd-cli, which loaded the model once.
+      diffusion: {
+        model_loads: { cli: 1, server: 0 },
+        jobs: { cli: 1, server: 0 },
+        sd_server: { starts: 0, stops: { burst_end: 0, model_change: 0, cli_job: 0, cancel: 0, failure: 0, shutdown: 0 } },
+        first_step: { cli: { count: 1, mean_ms: expect.any(Number), last_ms: expect.any(Number) }, server: { count: 0, mean_ms: 0, last_ms: null } },
+      },
     });
+    expect(sampleValue(after, "diffugen_model_loads_total", { backend: "cli" })).toBe(1);
+    expect(sampleValue(after, "diffugen_time_to_first_step_seconds_count", { backend: "cli" })).toBe(1);
     // The same figure both ways.
     expect(stats.seconds_per_step.sd15!.mean).toBeCloseTo(stepSum / 2, 3);
     expect(stats.uptime_seconds).toBeGreaterThanOrEqual(0);

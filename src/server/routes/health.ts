@@ -11,19 +11,21 @@ const ollamaTimeoutMs = 2_000;
 /**
  * GET /health (open, no API key): is this server able to chat and draw right now?
  * Always 200 while the process serves (a liveness check); `status` says `ok` when Ollama
- * answers and sd-cli is found, `degraded` otherwise, with the details: Ollama's version,
+ * answers and the program that draws is found (sd-cli, or sd-server with SD_BACKEND), `degraded` otherwise, with the details: Ollama's version,
  * the models it holds in memory now (/api/ps), sd-cli's `--version` line (run once and
- * cached), every registry model with its files and whether each is on disk, what the
+ * cached), the backend setting, which one drew last and the burst's sd-server (model, pid,
+ * port) while one is up, every registry model with its files and whether each is on disk, what the
  * GPU scheduler is doing, and the gate: how many models a client loaded in Ollama behind
  * DiffuGen's back while diffusion held the GPU (the bypass watchdog), and the last one.
  */
 export function healthRoutes(ctx: ServerContext) {
-  const { config, registry, scheduler, sdEnv } = ctx.deps;
+  const { config, registry, scheduler, sdEnv, backends } = ctx.deps;
   // A probe, not the scheduler's residency: /health reads /api/ps and can unload nothing.
   const ollamaProbe = new OllamaProbe(config.llm, { requestTimeoutMs: ollamaTimeoutMs });
   return new Hono<AppEnv>().get("/", async (c) => {
     const signal = c.var.clientSignal;
     const sdPath = locateExecutable(config.sd.bin);
+    const serverPath = config.sd.backend === "cli" ? undefined : locateExecutable(config.sd.serverBin);
     const [ollama, resident, sdVersion] = await Promise.all([
       checkOllama(config.llm, { timeoutMs: ollamaTimeoutMs, signal }),
       ollamaProbe.listResident(signal).then(
@@ -40,7 +42,10 @@ export function healthRoutes(ctx: ServerContext) {
         files: registry.files(entry).map((f) => ({ role: f.role, path: f.path, present: !missing.has(f.path) })),
       };
     });
-    const ok = ollama.reachable && sdPath !== undefined;
+    // Drawing works when the program SD_BACKEND asks for is there (auto: either one).
+    const canDraw = config.sd.backend === "server" ? serverPath !== undefined : sdPath !== undefined || serverPath !== undefined;
+    const ok = ollama.reachable && canDraw;
+    const backend = backends.health();
     return c.json({
       status: ok ? "ok" : "degraded",
       ok,
@@ -55,6 +60,15 @@ export function healthRoutes(ctx: ServerContext) {
         path: sdPath ?? null,
         version: sdVersion?.version ?? null,
         ...(sdVersion?.error === undefined ? {} : { versionError: sdVersion.error }),
+        backend: backend.setting,
+        lastBackend: backend.lastBackend ?? null,
+        server: {
+          bin: config.sd.serverBin,
+          found: serverPath !== undefined,
+          path: serverPath ?? null,
+          // The sd-server kept for the current burst, if one is up.
+          running: backend.server ? { model: backend.server.model, pid: backend.server.pid ?? null, port: backend.server.port, state: backend.server.state, jobs: backend.server.jobs } : null,
+        },
       },
       models,
       scheduler: scheduler.state(),

@@ -46,6 +46,8 @@ export function imageJobInput(prompt: string, body: OpenAIImageOptions, more: Re
   return {
     mode: "image",
     refinePrompt: body.refine ?? true,
+    // Previews are only sent on a stream; sd-cli is the program that writes them.
+    previews: body.stream === true && (body.partial_images ?? 0) > 0,
     request: { prompt, ...requestOf(fields, body), ...more },
   };
 }
