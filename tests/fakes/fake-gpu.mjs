@@ -71,7 +71,7 @@ export function runningDiffusions(dir) {
     .filter(isAlive);
 }
 
-/** @param {string} dir @param {"ollama" | "sd-cli"} by @param {string} what */
+/** @param {string} dir @param {"ollama" | "sd-cli" | "sd-server"} by @param {string} what */
 export function recordViolation(dir, by, what) {
   fs.appendFileSync(path.join(dir, "violations.jsonl"), JSON.stringify({ at: Date.now(), by, what }) + "\n");
 }
