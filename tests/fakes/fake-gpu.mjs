@@ -5,7 +5,8 @@
  *
  *   llm-resident.json   {"models": [...]}  models Ollama holds in VRAM (written by the
  *                       Ollama double, atomically; a model lingering after unload counts)
- *   sd-<pid>.running    one per sd-cli double that is loading/sampling (removed at exit)
+ *   sd-<pid>.running    one per sd-cli double that is loading/sampling, or sd-server double
+ *                       holding weights (removed at exit)
  *   violations.jsonl    one line per broken invariant, by either double
  *   spawns.jsonl        one line per sd-cli double start: {pid, argv, at}
  *

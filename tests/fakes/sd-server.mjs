@@ -21,8 +21,8 @@
  *    <sd_cpp_extra_args> skipped silently; steps clamped to 1..100 and batch to 1..8; a seed < 0
  *    becomes glibc rand() after srand(time) (the same seed for two requests in the same second).
  *    CORS headers and 204 on OPTIONS as main.cpp's pre-routing handler. At most
- *    max(8, cores-1) connections are served at once (httplib's thread pool; a keep-alive
- *    connection holds its thread), the others wait.
+ *    max(8, cores-1) connections are served at once (httplib's thread pool: a keep-alive
+ *    connection holds its thread until it closes); a request on another connection waits.
  *  - generation: one at a time (a mutex; GETs answer at once meanwhile), weights loaded lazily
  *    (text encoder, then the UNet inside sampling step 1, then the VAE decoder) with the same `#`
  *    bars and log lines, never again afterwards; `--eager-load` loads everything before
@@ -36,14 +36,14 @@
  *
  * Behaviour knobs (environment variables; times in milliseconds):
  *
- *   FAKE_SD_LISTEN_MS=20      model set-up time before `listening on` (spawn → listening)
+ *   FAKE_SD_LISTEN_MS=20      spawn → `listening on` (Node's own start-up, ~0.1 s, is the floor)
  *   FAKE_SD_LOAD_MS=20        time of each lazy tensor-loading phase (text encoder, UNet, VAE;
  *                             also the whole --eager-load)
  *   FAKE_SD_COND_MS=10        text-encoder compute time (get_learned_condition)
  *   FAKE_SD_STEP_MS=30        time of one sampling step
  *   FAKE_SD_DECODE_MS=20      VAE decode (or encode) time per latent
  *   FAKE_SD_REAL_TIMING=scale replay the capture's costs x scale instead of the short defaults:
- *                             listen 245, loads 610 / 4300 / 200 (eager 4000), cond 370, step 750,
+ *                             listen 282, loads 610 / 4300 / 200 (eager 4000), cond 370, step 750,
  *                             decode 700, plus first-use warm-ups (cond +160, step +1100, decode
  *                             +230) and a 120 ms death after SIGTERM/SIGINT while weights are
  *                             resident: at scale 1 a first 64x64 4-step request takes ~10.7 s and
@@ -236,11 +236,11 @@ async function main() {
 
   if (GPU_DIR) fakeGpu.recordSpawn(GPU_DIR, process.pid, argv);
 
-  log.debug("main.cpp", 80, `version: ${VERSION_LINE}`);
-  log.debug("main.cpp", 81, "System Info: \n    SSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | CUDA = 1 | \n");
+  log.debug("main.cpp", 82, `version: ${VERSION_LINE}`);
+  log.debug("main.cpp", 83, "System Info: \n    SSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | CUDA = 1 | \n");
   log.debug(
     "main.cpp",
-    82,
+    84,
     `SDSvrParams {\n  listen_ip: ${listenIp},\n  listen_port: "${listenPort}",\n  serve_html_path: "${serveHtmlPath}",\n}`,
   );
 

@@ -201,8 +201,9 @@ export class Engine {
     log.info("stable-diffusion.cpp", 961, `${"Diffusion model weight type stat:".padEnd(34)}${wtypeStat(new Map([[dmType, p.diffusion.tensors]]))}`);
     log.info("stable-diffusion.cpp", 962, `${"VAE weight type stat:".padEnd(34)}${wtypeStat(new Map([[vaeType, p.vaeFull.tensors]]))}`);
 
-    // building the model graphs: most of the time before `listening on`
-    await sleep(this.o.timing.listenMs);
+    // building the model graphs: most of the time before `listening on` (listenMs counts from
+    // the spawn; performance.now() is the time since this process started)
+    await sleep(Math.max(0, this.o.timing.listenMs - performance.now()));
 
     if (this.useTae) {
       log.info("stable-diffusion.cpp", 1502, "using TAE for encoding / decoding");

@@ -9,7 +9,7 @@
 
 /**
  * @typedef {object} Timing  milliseconds
- * @property {number} listenMs        model graph building before `listening on`
+ * @property {number} listenMs        spawn → `listening on` (never less than Node's own start-up)
  * @property {{ te: number, diffusion: number, vae: number, eager: number }} load  lazy tensor loads
  * @property {number} condMs          get_learned_condition compute
  * @property {number} stepMs          one sampling step
@@ -20,7 +20,7 @@
 
 /** The capture, at scale 1 (see fixtures/sd-server/README.md and the .timeline.jsonl files). */
 const CAPTURED = {
-  listenMs: 245, // weight-type lines at ~35 ms, `using VAE` at ~280 ms, `listening on` at ~282 ms
+  listenMs: 282, // weight-type lines at ~35 ms, `using VAE` at ~280 ms, `listening on` at ~282 ms
   load: { te: 610, diffusion: 4300, vae: 200, eager: 4000 },
   condMs: 370, // 0.37 s on request 2; request 1: 1.14 s = 0.61 s load + 0.53 s
   stepMs: 750, // request 2: 3.01 s for 4 steps

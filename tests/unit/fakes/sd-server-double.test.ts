@@ -15,6 +15,7 @@ import zlib from "node:zlib";
 import { fileURLToPath } from "node:url";
 import { PNG } from "pngjs";
 import { readSpawns, readViolations, runningDiffusions, setResidentModels } from "../../fakes/fake-gpu.mjs";
+import { startFakeOllama } from "../../fakes/ollama-server.js";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const SD = path.join(REPO, "tests/fakes/sd-server.mjs");
@@ -476,7 +477,7 @@ describe("sd-server double: the port and the connections", () => {
 
 describe("sd-server double: one generation at a time, and no cancel", () => {
   it("serve-concurrent: a second request waits for the first; a GET is answered during a generation", async () => {
-    const p = await serve({ env: { FAKE_SD_STEP_MS: "60" } });
+    const p = await serve({ env: { FAKE_SD_STEP_MS: "150" } });
     const first = post(p.port, "/sdapi/v1/txt2img", FOX);
     await p.waitForStdout("| 1/4 - ");
     const second = post(p.port, "/sdapi/v1/txt2img", { ...FOX, seed: 43 });
@@ -484,7 +485,7 @@ describe("sd-server double: one generation at a time, and no cancel", () => {
     const options = await request(p.port, "GET", "/sdapi/v1/options");
     const getMs = performance.now() - t0;
     expect(options.body.toString()).toBe('{"samples_format":"png","sd_model_checkpoint":"sd1-random"}');
-    expect(getMs).toBeLessThan(150); // the generation still has ~200 ms to go
+    expect(getMs).toBeLessThan(300); // the generation still has ~450 ms to go
     expect(p.stdoutSoFar().toString()).not.toContain("generate_image completed");
     const [a, b] = await Promise.all([first, second]);
     expect([a.status, b.status]).toEqual([200, 200]);
@@ -691,6 +692,25 @@ describe("sd-server double: failures and signals", () => {
     const second = await post(p.port, "/sdapi/v1/txt2img", FOX);
     expect(second.status).toBe(200);
     expect(runningDiffusions(gpu)).toEqual([p.child.pid]);
+  });
+
+  it("the fake Ollama sees its marker like an sd-cli's: an LLM loaded while it holds the weights is a violation", async () => {
+    const gpu = tempDir();
+    const ollama = await startFakeOllama({ installed: ["qwen2.5:3b"], gpuDir: gpu });
+    try {
+      const p = await serve({ env: { FAKE_GPU_DIR: gpu } });
+      expect((await post(p.port, "/sdapi/v1/txt2img", FOX)).status).toBe(200);
+      // the weights stay loaded (and the marker held) between requests
+      expect(runningDiffusions(gpu)).toEqual([p.child.pid]);
+      const chat = { model: "qwen2.5:3b", messages: [{ role: "user", content: "hi" }], stream: false };
+      expect((await fetch(`${ollama.url}/api/chat`, { method: "POST", body: JSON.stringify(chat) })).status).toBe(200);
+      expect(readViolations(gpu).map((v) => v.by)).toEqual(["ollama"]);
+      p.child.kill("SIGTERM");
+      await p.done;
+      expect(runningDiffusions(gpu)).toEqual([]);
+    } finally {
+      await ollama.close();
+    }
   });
 
   it("--eager-load with an LLM resident: out of memory at start-up, exit 1 before listening", async () => {
