@@ -4,7 +4,7 @@ export function markDiffusionStarted(dir: string, pid: number): void;
 export function markDiffusionEnded(dir: string, pid: number): void;
 export function isAlive(pid: number): boolean;
 export function runningDiffusions(dir: string): number[];
-export function recordViolation(dir: string, by: "ollama" | "sd-cli", what: string): void;
+export function recordViolation(dir: string, by: "ollama" | "sd-cli" | "sd-server", what: string): void;
 export function readViolations(dir: string): { at: number; by: string; what: string }[];
 export function recordSpawn(dir: string, pid: number, argv: string[]): void;
 export function readSpawns(dir: string): { at: number; pid: number; argv: string[] }[];

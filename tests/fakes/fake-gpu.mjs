@@ -5,7 +5,8 @@
  *
  *   llm-resident.json   {"models": [...]}  models Ollama holds in VRAM (written by the
  *                       Ollama double, atomically; a model lingering after unload counts)
- *   sd-<pid>.running    one per sd-cli double that is loading/sampling (removed at exit)
+ *   sd-<pid>.running    one per sd-cli double that is loading/sampling, or sd-server double
+ *                       holding weights (removed at exit)
  *   violations.jsonl    one line per broken invariant, by either double
  *   spawns.jsonl        one line per sd-cli double start: {pid, argv, at}
  *
@@ -71,7 +72,7 @@ export function runningDiffusions(dir) {
     .filter(isAlive);
 }
 
-/** @param {string} dir @param {"ollama" | "sd-cli"} by @param {string} what */
+/** @param {string} dir @param {"ollama" | "sd-cli" | "sd-server"} by @param {string} what */
 export function recordViolation(dir, by, what) {
   fs.appendFileSync(path.join(dir, "violations.jsonl"), JSON.stringify({ at: Date.now(), by, what }) + "\n");
 }
