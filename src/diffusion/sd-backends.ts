@@ -56,12 +56,15 @@ export interface SdBackendsHealth {
 
 export interface SdBackendsOptions {
   log?: ((message: string, fields: Record<string, unknown>) => void) | undefined;
+  /** Which port a new sd-server tries (default: one that is free now); tests hand it a taken one. */
+  pickPort?: (() => Promise<number>) | undefined;
 }
 
 export class SdBackends {
   readonly #sd: Config["sd"];
   readonly #server: SdServerBackend;
   readonly #log: (message: string, fields: Record<string, unknown>) => void;
+  readonly #pickPort: SdBackendsOptions["pickPort"];
   #lastBackend: SdBackendKind | undefined;
   readonly #stats: SdBackendStats = {
     loads: { cli: 0, server: 0 },
@@ -77,6 +80,7 @@ export class SdBackends {
   constructor(sd: Config["sd"], options: SdBackendsOptions = {}) {
     this.#sd = sd;
     this.#log = options.log ?? (() => {});
+    this.#pickPort = options.pickPort;
     this.#server = new SdServerBackend({
       started: (status, ms) => {
         this.#stats.serverStarts += 1;
@@ -150,6 +154,7 @@ export class SdBackends {
       timeoutMs: options.timeoutMs,
       killGraceMs: options.killGraceMs,
       model: options.model,
+      pickPort: this.#pickPort,
     });
   }
 

@@ -51,6 +51,8 @@ export interface ServerGenerateOptions {
   killGraceMs?: number | undefined;
   /** The registry name (for /health). */
   model: string;
+  /** Which port to try for a new sd-server (default: a free one). */
+  pickPort?: (() => Promise<number>) | undefined;
 }
 
 /** Why an sd-server was stopped (counted in /metrics). */
@@ -275,6 +277,7 @@ function launchFor(files: readonly ModelFile[], options: ServerGenerateOptions, 
     cwd,
     env: options.env,
     killGraceMs: options.killGraceMs,
+    pickPort: options.pickPort,
     signal,
   };
 }

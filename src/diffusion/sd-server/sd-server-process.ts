@@ -35,6 +35,8 @@ export interface SdServerLaunch {
   readyTimeoutMs?: number | undefined;
   /** TERM, then KILL after this (default 3 s). */
   killGraceMs?: number | undefined;
+  /** Picks the port to try (default: one the kernel says is free now). Tests make it pick a taken one. */
+  pickPort?: (() => Promise<number>) | undefined;
   signal?: AbortSignal | undefined;
 }
 
@@ -52,8 +54,17 @@ const defaultKillGraceMs = 3000;
 const connectRetryMs = 5;
 const maxPortAttempts = 3;
 
-/** The port was taken: sd-server printed `listening on:` and exited 0 (fixtures: serve-port-in-use). */
-class PortTakenError extends Error {}
+/**
+ * The port was taken: sd-server printed `listening on:` and exited 0 (fixtures:
+ * serve-port-in-use), or something else answers there. Retried on another port; thrown
+ * when every attempt met a taken port.
+ */
+class PortTakenError extends SdProcessError {
+  constructor(message: string, diagnostics: SdDiagnostics) {
+    super(undefined, undefined, diagnostics, `sd-server could not serve: ${message}`);
+    this.name = "PortTakenError";
+  }
+}
 
 export class SdServerProcess {
   #state: SdServerState = "stopped";
@@ -83,7 +94,7 @@ export class SdServerProcess {
       const process = new SdServerProcess(launch);
       if (onState) process.onState(onState);
       try {
-        await process.#start(await freePort());
+        await process.#start(await (launch.pickPort ?? freePort)());
         return process;
       } catch (err) {
         if (!(err instanceof PortTakenError) || attempt >= maxPortAttempts) throw err;
@@ -226,13 +237,12 @@ export class SdServerProcess {
   /** Resolves once it answers as our server; rejects when it exits first, on timeout, on abort. */
   async #untilServed(listening: Promise<void>, timeoutMs: number, signal: AbortSignal | undefined): Promise<void> {
     const done = new AbortController();
+    const exited = new AbortController();
+    void this.#exited.then(() => exited.abort());
     const deadline = AbortSignal.timeout(timeoutMs);
-    const stop = AbortSignal.any([deadline, done.signal, ...(signal ? [signal] : [])]);
-    // Settles (never rejects) when waiting is pointless: the process exited, or stop fired.
-    const ended = new Promise<void>((resolve) => {
-      void this.#exited.then(() => resolve());
-      stop.addEventListener("abort", () => resolve(), { once: true });
-    });
+    // Fires when waiting is pointless: the process exited, the deadline, the caller's abort.
+    const stop = AbortSignal.any([deadline, done.signal, exited.signal, ...(signal ? [signal] : [])]);
+    const ended = new Promise<void>((resolve) => stop.addEventListener("abort", () => resolve(), { once: true }));
     const expected = stem(this.launch.modelFile);
     try {
       await Promise.race([listening, ended]);
@@ -241,16 +251,18 @@ export class SdServerProcess {
           const answer = await sdServerCall(this.#port, "GET", "/sdapi/v1/options", { signal: stop });
           const checkpoint = answer.status === 200 ? (JSON.parse(answer.text) as { sd_model_checkpoint?: unknown }).sd_model_checkpoint : undefined;
           // Someone else's listener on this port would not name our model.
-          if (checkpoint !== expected) throw new PortTakenError(`port ${this.#port} answers, but not as this sd-server`);
+          if (checkpoint !== expected) throw new PortTakenError(`port ${this.#port} answers, but not as this sd-server`, this.diagnostics());
           if (this.#exit === undefined) return;
         } catch (err) {
           if (this.#exit !== undefined || stop.aborted) break;
-          if (!(err instanceof SdServerConnectionError) || err.code !== "ECONNREFUSED") throw err;
-          await Promise.race([new Promise((resolve) => setTimeout(resolve, connectRetryMs)), ended]);
+          if (err instanceof SdServerConnectionError && err.code === "ECONNREFUSED") {
+            await Promise.race([new Promise((resolve) => setTimeout(resolve, connectRetryMs)), ended]);
+            continue;
+          }
+          // Not an sd-server's answer (a listener that speaks no HTTP, a broken reply): not ours.
+          throw err instanceof PortTakenError ? err : new PortTakenError(`port ${this.#port}: ${err instanceof Error ? err.message : String(err)}`, this.diagnostics());
         }
       }
-      // Let the exit be reported (and its last output read) before saying why.
-      if (!stop.aborted) await this.#exited;
       throw this.#whyNotServed(signal, timeoutMs);
     } finally {
       done.abort();
@@ -260,7 +272,9 @@ export class SdServerProcess {
   #whyNotServed(signal: AbortSignal | undefined, timeoutMs: number): Error {
     const exit = this.#exit;
     if (exit) {
-      if (exit.code === 0 && exit.signal === undefined) return new PortTakenError(`port ${this.#port} was taken`);
+      if (exit.code === 0 && exit.signal === undefined) {
+        return new PortTakenError(`port ${this.#port} was taken (it printed "listening on" and exited 0)`, this.diagnostics());
+      }
       return new SdProcessError(exit.code, exit.signal, this.diagnostics());
     }
     if (signal?.aborted) return new SdAbortedError(signal.reason, this.diagnostics());
