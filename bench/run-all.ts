@@ -14,6 +14,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import * as burstBackends from "./burst-backends.js";
 import * as gateway from "./gateway.js";
 import * as overhead from "./overhead.js";
 import * as progressLatency from "./progress-latency.js";
@@ -32,6 +33,7 @@ interface Results {
   reloadVsImage?: reloadVsImage.ReloadVsImageResult;
   rss?: rss.RssResult;
   gateway?: gateway.GatewayResult;
+  burstBackends?: burstBackends.BurstBackendsResult;
 }
 
 const results: Results = {};
@@ -59,6 +61,7 @@ await step("unloadConfirm", "unload-confirm", unloadConfirm.run);
 await step("reloadVsImage", "reload-vs-image", reloadVsImage.run);
 await step("rss", "rss", rss.run);
 await step("gateway", "gateway", gateway.run);
+await step("burstBackends", "burst-backends", () => burstBackends.run());
 
 // ---------------------------------------------------------------------------------- the table
 
@@ -116,6 +119,18 @@ if (rv) {
     ]);
   }
 } else rows.push(failed("reload-vs-image"));
+
+const bb = results.burstBackends;
+if (bb) {
+  for (const b of bb.bursts) {
+    const ratio = b.backend === "server" ? bb.ratios.find((r) => r.burst === b.burst)?.ratio : undefined;
+    rows.push([
+      `burst of ${b.burst}, ${b.backend === "cli" ? "sd-cli" : "sd-server"}`,
+      `${b.modelLoadsPerBurst.toFixed(2)} loads, ${ms(b.wallMs.p50, 0)}`,
+      `${b.images} images${b.failedRequests ? `, ${b.failedRequests} FAILED` : ""}${ratio !== undefined ? `; server/cli wall ${ratio}` : ""}`,
+    ]);
+  }
+} else rows.push(failed("burst-backends"));
 
 const mem = results.rss;
 if (mem) {

@@ -77,3 +77,33 @@ export function sdProfile(steps: number, scale = timeScale): SdProfile {
 /** The two runs the issue asks for: a 4-step model and SD1.5's 20 steps. */
 export const fourStep = sdProfile(4);
 export const twentyStep = sdProfile(20);
+
+/**
+ * Both doubles timed from one capture, so a model load costs what it cost there:
+ * fixtures/sd-server/serve-txt2img-twice (the same SD 1.x checkpoint, 64x64, 4 steps, on a
+ * 2-vCPU CPU build). Its first request, on a fresh process, took 10.67 s: the text encoder
+ * (0.61 s), the UNet (4.30 s) and the VAE (0.20 s) loaded lazily, plus first-use warm-ups.
+ * The second took 4.07 s: no load.
+ *
+ * - sd-server double: FAKE_SD_REAL_TIMING=1/scale replays those phases (tests/fakes/sd-server/timing.mjs).
+ * - sd-cli double: a fresh sd-cli is that first request every time. Its one load knob is
+ *   the mean of the three loads (1.70 s), cond 0.53 s, a step 1.03 s (0.75 s plus the first
+ *   step's 1.1 s warm-up spread over 4), decode 0.93 s: 10.67 s in all.
+ */
+export const serveCapture = {
+  source: "fixtures/sd-server/serve-txt2img-twice",
+  steps: 4,
+  firstRequestMs: 10_670,
+  warmRequestMs: 4_070,
+  cliEnv(scale = timeScale): Record<string, string> {
+    return {
+      FAKE_SD_LOAD_MS: String(Math.round(1703 / scale)),
+      FAKE_SD_COND_MS: String(Math.round(530 / scale)),
+      FAKE_SD_STEP_MS: String(Math.round(1025 / scale)),
+      FAKE_SD_DECODE_MS: String(Math.round(930 / scale)),
+    };
+  },
+  serverEnv(scale = timeScale): Record<string, string> {
+    return { FAKE_SD_REAL_TIMING: String(1 / scale) };
+  },
+};
