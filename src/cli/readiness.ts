@@ -28,6 +28,8 @@ export interface ReadinessFacts {
     version: string | null;
     versionError?: string | undefined;
   };
+  /** sd.cpp's server (SD_SERVER_BIN), which SD_BACKEND may use to keep the model loaded for a burst. */
+  sdServer?: { bin: string; found: boolean; path: string | null; backend: Config["sd"]["backend"] } | undefined;
   models: { name: string; ready: boolean }[];
   /** The model to fetch first: DEFAULT_IMAGE_MODEL. */
   defaultModel: string | undefined;
@@ -46,6 +48,7 @@ export async function gatherReadiness(
   sdEnv?: Record<string, string | undefined>,
 ): Promise<ReadinessFacts> {
   const sdPath = locateExecutable(config.sd.bin);
+  const serverPath = locateExecutable(config.sd.serverBin);
   const [ollama, sdVersion] = await Promise.all([
     checkOllama(config.llm, { timeoutMs: ollamaTimeoutMs }),
     sdPath === undefined ? Promise.resolve(undefined) : sdCliVersion(config.sd.bin, sdEnv),
@@ -65,6 +68,7 @@ export async function gatherReadiness(
       version: sdVersion?.version ?? null,
       versionError: sdVersion?.error,
     },
+    sdServer: { bin: config.sd.serverBin, found: serverPath !== undefined, path: serverPath ?? null, backend: config.sd.backend },
     models: registry.list().map((entry) => ({ name: entry.name, ready: registry.missingFiles(entry).length === 0 })),
     defaultModel,
   };
@@ -85,6 +89,9 @@ export function nextSteps(facts: ReadinessFacts, cli: string): NextStep[] {
   } else if (sd.version === null) {
     steps.push({ command: `${sd.path ?? sd.bin} --version`, why: "sd-cli does not run: this shows why" });
     steps.push({ command: `${cli} setup --force`, why: "or install a release build for this box" });
+  }
+  if (facts.sdServer?.backend === "server" && !facts.sdServer.found) {
+    steps.push({ command: `SD_SERVER_BIN=/path/to/sd-server`, why: "SD_BACKEND=server needs sd.cpp's sd-server (it comes with sd-cli in sd.cpp's builds), or set SD_BACKEND=auto" });
   }
   const missing = facts.models.filter((m) => !m.ready);
   if (missing.length > 0) {
@@ -123,6 +130,7 @@ export function renderReadiness(facts: ReadinessFacts, cli: string): string[] {
         ? `  sd-cli: ${sd.version} (${sd.path ?? sd.bin})`
         : `  sd-cli: ${sd.path ?? sd.bin} does not run${sd.versionError ? ` (${sd.versionError})` : ""}`,
   );
+  if (facts.sdServer) out.push(`  sd-server: ${sdServerLine(facts.sdServer)}`);
   const ready = facts.models.filter((m) => m.ready).map((m) => m.name);
   const mark = (name: string) => (name === facts.defaultModel ? `${name} (default)` : name);
   out.push(
@@ -132,4 +140,13 @@ export function renderReadiness(facts: ReadinessFacts, cli: string): string[] {
   );
   if (steps.length > 0) out.push("Next:", ...renderSteps(steps));
   return out;
+}
+
+/** Whether images will keep the model loaded across a burst, in a few words. */
+function sdServerLine(server: NonNullable<ReadinessFacts["sdServer"]>): string {
+  if (server.backend === "cli") return "not used (SD_BACKEND=cli: a fresh sd-cli per image)";
+  if (server.found) return `${server.path ?? server.bin}: keeps the model loaded across a burst of images`;
+  return server.backend === "server"
+    ? `not found (SD_SERVER_BIN=${server.bin}), but SD_BACKEND=server needs it`
+    : `not found (SD_SERVER_BIN=${server.bin}): every image runs a fresh sd-cli and loads the model`;
 }
