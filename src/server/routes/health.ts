@@ -3,6 +3,7 @@ import { locateExecutable } from "../../config/index.js";
 import { sdCliVersion } from "../../diffusion/index.js";
 import type { GateStatus } from "../../gpu/index.js";
 import { checkOllama, OllamaProbe, type ResidentModel } from "../../llm/index.js";
+import { apiKeyCheck } from "../auth.js";
 import type { AppEnv, ServerContext } from "../server-context.js";
 
 /** Each Ollama request of a health check gives up after this long. */
@@ -11,7 +12,9 @@ const ollamaTimeoutMs = 2_000;
 /**
  * GET /health (open, no API key): is this server able to chat and draw right now?
  * Always 200 while the process serves (a liveness check); `status` says `ok` when Ollama
- * answers and sd-cli is found, `degraded` otherwise, with the details: Ollama's version,
+ * answers and sd-cli is found, `degraded` otherwise. With API_KEY set, a request without the
+ * key gets `{status}` alone: paths, versions and model files tell a stranger too much about
+ * the box. With the key (or none set) come the details: Ollama's version,
  * the models it holds in memory now (/api/ps), sd-cli's `--version` line (run once and
  * cached), every registry model with its files and whether each is on disk, what the
  * GPU scheduler is doing, and the gate: how many models a client loaded in Ollama behind
@@ -21,7 +24,10 @@ export function healthRoutes(ctx: ServerContext) {
   const { config, registry, scheduler, sdEnv } = ctx.deps;
   // A probe, not the scheduler's residency: /health reads /api/ps and can unload nothing.
   const ollamaProbe = new OllamaProbe(config.llm, { requestTimeoutMs: ollamaTimeoutMs });
+  const key = apiKeyCheck(ctx.options.apiKey);
   return new Hono<AppEnv>().get("/", async (c) => {
+    const verdict = key(c);
+    const detailed = verdict === "open" || verdict === "valid";
     const signal = c.var.clientSignal;
     const sdPath = locateExecutable(config.sd.bin);
     const [ollama, resident, sdVersion] = await Promise.all([
@@ -41,6 +47,7 @@ export function healthRoutes(ctx: ServerContext) {
       };
     });
     const ok = ollama.reachable && sdPath !== undefined;
+    if (!detailed) return c.json({ status: ok ? "ok" : "degraded" });
     return c.json({
       status: ok ? "ok" : "degraded",
       ok,
