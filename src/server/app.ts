@@ -148,8 +148,8 @@ export function createApp(runner: JobRunner, options: AppOptions = {}): Hono<App
   app.route("/v1", graphStreamRoutes(ctx));
   app.route("/v1", jobsRoutes(ctx));
   // Ollama's API for every LLM client on the box (routes/ollama-gateway.ts). It checks the key
-  // and the body limit itself, to answer in Ollama's error shape and to let blob uploads
-  // stream through unbounded.
+  // and the body limits itself, to answer in Ollama's error shape and to let model uploads
+  // stream through under their own limit (MAX_MODEL_UPLOAD_GB).
   app.use(`${ollamaGatewayMount}/*`, countRequests);
   if (corsHeaders) app.use(`${ollamaGatewayMount}/*`, corsHeaders);
   app.use(`${ollamaGatewayMount}/*`, deadline);

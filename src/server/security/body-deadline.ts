@@ -40,12 +40,16 @@ export function applyRequestTimeouts(server: Server, timeoutMs: number): void {
 }
 
 export function bodyDeadline(options: BodyDeadlineOptions): MiddlewareHandler<AppEnv> {
+  // A path that two of the app's patterns match (`/generate`, `/generate/*`) passes here twice: one timer.
+  const timed = new WeakSet<object>();
   return async (c, next) => {
     const node = nodeBindings(c);
+    // Nothing left to wait for: the body arrived with the headers (or there is none), or this
+    // request is timed already. Without a node request (app.request in tests) there is no socket to hold.
+    if (!node || node.incoming.complete || timed.has(c)) return next();
     const body = c.req.raw.body;
-    // Nothing left to wait for: no body, or it arrived with the headers. Without a node
-    // request (app.request in tests) there is no socket to hold.
-    if (!node || body === null || node.incoming.complete) return next();
+    if (body === null) return next();
+    timed.add(c);
     const { incoming, outgoing } = node;
     const upload = options.isUpload(c.req.method, c.req.path);
     const seconds = options.timeoutMs / 1000;
@@ -67,10 +71,10 @@ export function bodyDeadline(options: BodyDeadlineOptions): MiddlewareHandler<Ap
       last.unref();
       outgoing.once("close", () => clearTimeout(last));
     };
-    const timed = upload
+    const bounded = upload
       ? pauseBoundBody(body, options.timeoutMs, () => incoming.complete, expired, cutOff)
       : deadlineBoundBody(body, options.timeoutMs, () => incoming.complete, expired, cutOff);
-    c.req.raw = new Request(c.req.raw, { body: timed, duplex: "half" } as RequestInit);
+    c.req.raw = new Request(c.req.raw, { body: bounded, duplex: "half" } as RequestInit);
     return next();
   };
 }

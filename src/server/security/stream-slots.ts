@@ -47,7 +47,11 @@ export class StreamSlots {
 
 /** Gives each request its claimStream(); what it claims is given back when the response is over. */
 export function streamSlotsMiddleware(slots: StreamSlots): MiddlewareHandler<AppEnv> {
+  // A path that two of the app's patterns match (`/generate`, `/generate/*`) passes here twice.
+  const seen = new WeakSet<object>();
   return async (c, next) => {
+    if (seen.has(c)) return next();
+    seen.add(c);
     let release: (() => void) | undefined;
     const node = nodeBindings(c);
     c.set("claimStream", () => {
