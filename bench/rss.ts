@@ -128,6 +128,8 @@ export async function run(): Promise<RssResult> {
     LLM_MODEL,
     DEFAULT_IMAGE_MODEL: "sd15",
     MAX_QUEUE: "128",
+    // All the streams come from this one address: no per-client cap (issue 16's default is 8).
+    MAX_STREAMS_PER_CLIENT: "0",
     LOG_LEVEL: "warn",
     FAKE_GPU_DIR: gpuDir,
     ...fourStep.env,

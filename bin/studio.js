@@ -4,7 +4,9 @@
 // would print EADDRINUSE and leave npm, itself and its tsx watcher running with no server;
 // this says so at once and exits 1 instead.
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import net from "node:net";
+import { parseEnv } from "node:util";
 
 const args = process.argv.slice(2);
 
@@ -32,6 +34,38 @@ function tryBind(port, host) {
 
 if (!Number.isInteger(port) || port < 1 || port > 65535) {
   process.stderr.write(`npm run studio: --port must be a port number (1-65535), got '${option(args, "-p", "--port", "")}'\n`);
+  process.exit(2);
+}
+
+/** Loopback only (as src/server/security/listener-safety.ts decides): 127.0.0.0/8, ::1, localhost. */
+function isLoopback(name) {
+  const bare = name.trim().replace(/^\[(.*)\]$/, "$1").toLowerCase();
+  if (bare === "localhost" || bare === "::1" || bare === "0:0:0:0:0:0:0:1") return true;
+  const v4 = (/^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(bare)?.[1] ?? bare).split(".");
+  return net.isIPv4(v4.join(".")) && v4[0] === "127";
+}
+
+/** ALLOW_UNAUTHENTICATED from the environment, else from ./.env (what langgraphjs dev loads too). */
+function allowUnauthenticated() {
+  let value = process.env.ALLOW_UNAUTHENTICATED;
+  if (value === undefined) {
+    try {
+      value = parseEnv(readFileSync(".env", "utf8")).ALLOW_UNAUTHENTICATED;
+    } catch {
+      // no .env: nothing allowed
+    }
+  }
+  return value === "true" || value === "1";
+}
+
+// The dev server's own API (threads, runs, the graph) has no key at all, whatever API_KEY
+// says: beyond loopback it is an open door to the GPU and every prompt. Refused unless the
+// network is declared trusted.
+if (!isLoopback(host) && !allowUnauthenticated()) {
+  process.stderr.write(
+    `npm run studio: refusing to listen on ${host}: the LangGraph dev server's API has no key, so anyone who can reach it could run the graph on your GPU and read every prompt and image.\n` +
+      "Keep it on loopback (the default, --host localhost) and reach it through an SSH tunnel, or, on a network you trust, set ALLOW_UNAUTHENTICATED=true.\n",
+  );
   process.exit(2);
 }
 

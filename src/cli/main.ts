@@ -4,7 +4,7 @@ import { Command } from "commander";
 import { ConfigError, loadConfig, type Config } from "../config/index.js";
 import { GpuOwnedElsewhereError } from "../gpu/index.js";
 import { ModelsConfigError } from "../models/index.js";
-import { ServerConfigError } from "../server/index.js";
+import { ServerConfigError, UnsafeListenerError } from "../server/index.js";
 import { registerGenerateCommand } from "./generate-command.js";
 import { registerModelsCommand } from "./models-command.js";
 import { registerServeCommand } from "./serve-command.js";
@@ -42,7 +42,7 @@ try {
   await program.parseAsync(process.argv);
 } catch (err) {
   // Problems a user can fix get one clear line, not a stack trace.
-  if (err instanceof GpuOwnedElsewhereError || err instanceof ModelsConfigError || err instanceof ConfigError || err instanceof ServerConfigError) {
+  if (err instanceof GpuOwnedElsewhereError || err instanceof ModelsConfigError || err instanceof ConfigError || err instanceof ServerConfigError || err instanceof UnsafeListenerError) {
     process.stderr.write(`diffugen: ${err.message}\n`);
     process.exitCode = 2;
   } else {

@@ -3,7 +3,7 @@ import { bootstrap } from "../bootstrap/index.js";
 import type { Config } from "../config/index.js";
 import { cliCommand } from "./cli-command.js";
 import { gatherReadiness, renderReadiness } from "./readiness.js";
-import { GatewayListenError, loadServerOptions, startServer, type RunningServer } from "../server/index.js";
+import { checkListenerSafety, GatewayListenError, listenersOf, loadServerOptions, startServer, type RunningServer } from "../server/index.js";
 
 /**
  * `diffugen serve`. On SIGTERM or SIGINT it shuts down gracefully: no new connections or
@@ -23,7 +23,11 @@ export function registerServeCommand(program: Command, loadConfig: () => Config)
     .option("--host <host>", "address to listen on (default HOST, 127.0.0.1)")
     .action(async (options: { port?: string; host?: string }) => {
       const config = loadConfig();
-      const { shutdownGraceMs } = loadServerOptions(); // a bad server variable stops us before we own the GPU
+      const serverOptions = loadServerOptions(); // a bad server variable stops us before we own the GPU
+      const { shutdownGraceMs } = serverOptions;
+      // So does an open listener without a key (UnsafeListenerError: main prints its message, exit 2).
+      const safety = checkListenerSafety(listenersOf(options.host ?? config.server.host, serverOptions), serverOptions);
+      if (safety.warning !== undefined) process.stderr.write(`diffugen: ${safety.warning}\n`);
       // This process becomes the GPU's one owner; a second DiffuGen process is refused.
       const app = bootstrap(config, "serve");
       // Signals are handled from before the server listens: a service manager may stop us

@@ -100,6 +100,9 @@ const healthSchema = z.object({
 });
 type Health = z.output<typeof healthSchema>;
 
+/** What /health answers a caller without the key when API_KEY is set. */
+const bareStatus = z.strictObject({ status: z.string() });
+
 const count = z.number().optional();
 const meanOf = z.object({ count: z.number(), mean_ms: z.number() }).partial().optional();
 
@@ -142,6 +145,8 @@ interface Report {
     reachable: boolean;
     /** Why it could not be asked, or why /stats is absent. */
     error?: string | undefined;
+    /** It answered /health with its bare status (this one): the details need API_KEY. */
+    needsKey?: string | undefined;
     health?: Health | undefined;
     stats?: Stats | undefined;
     statsError?: string | undefined;
@@ -235,6 +240,7 @@ function steps(config: Config, server: Report["server"], direct: Report["direct"
       ),
     );
   }
+  if (server.needsKey !== undefined) out.push({ command: "export API_KEY=<the server's key>", why: "the server shows its state only with its key" });
   if (server.statsError?.includes("API key")) out.push({ command: "export API_KEY=<the server's key>", why: "the statistics need it" });
   return out;
 }
@@ -256,6 +262,9 @@ async function askServer(url: string, apiKey: string | undefined): Promise<Repor
   const headers: Record<string, string> = apiKey ? { Authorization: `Bearer ${apiKey}` } : {};
   const health = await getJson(`${url}/health`, headers);
   if (!health.ok) return { url, reachable: false, error: health.error };
+  // With API_KEY set on the server, /health tells a caller without it only `{status}`.
+  const bare = bareStatus.safeParse(health.body);
+  if (bare.success) return { url, reachable: true, needsKey: bare.data.status, error: "/health shows its details only with the API key" };
   const parsedHealth = healthSchema.safeParse(health.body);
   if (!parsedHealth.success) return { url, reachable: false, error: "it answered /health, but not as a DiffuGen server" };
 
@@ -325,6 +334,8 @@ function render(report: Report): string {
   const { server } = report;
   if (server.reachable && server.health) {
     out.push(...renderServer(server.url, server.health, server.stats, server.statsError));
+  } else if (server.needsKey !== undefined) {
+    out.push(`DiffuGen server at ${server.url}: ${server.needsKey} (the rest only with its API key: set API_KEY)`);
   } else {
     out.push(`No DiffuGen server answers at ${server.url} (${server.error}).`);
     if (report.direct) out.push(...renderDirect(report.direct));

@@ -1,14 +1,13 @@
-import { Hono } from "hono";
+import { Hono, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import type { BypassWatchdog } from "../gpu/index.js";
 import { jobLogObserver, type JobRunner } from "../jobs/index.js";
 import { createLogger, type Logger } from "../logging/index.js";
 import { ServiceMetrics } from "../metrics/index.js";
 import { apiKeyAuth } from "./auth.js";
-import { jobIdHeader } from "./request-job.js";
 import { ApiError, dialectOf, errorResponse, toApiError } from "./errors.js";
+import { isModelUpload } from "./gateway/gateway-limits.js";
 import { diffugenApiRoutes } from "./routes/diffugen-api.js";
 import { graphStreamRoutes } from "./routes/graph-stream.js";
 import { healthRoutes } from "./routes/health.js";
@@ -22,6 +21,12 @@ import { openaiPassthroughRoutes } from "./routes/openai-passthrough.js";
 import { observabilityRoutes } from "./routes/observability.js";
 import { ollamaGatewayHandler, ollamaGatewayMount, type GatewayShutdown } from "./routes/ollama-gateway.js";
 import { requestMetrics } from "./request-metrics.js";
+import { bodyDeadline } from "./security/body-deadline.js";
+import { corsPolicy } from "./security/cors-policy.js";
+import { imageAccess } from "./security/image-access.js";
+import { defaultSecurityOptions } from "./security/security-options.js";
+import { ImageUrlSigner } from "./security/signed-image-urls.js";
+import { StreamSlots, streamSlotsMiddleware } from "./security/stream-slots.js";
 import { defaultHeartbeatMs, type ServerOptions } from "./server-config.js";
 import type { AppEnv, ServerContext } from "./server-context.js";
 
@@ -34,14 +39,17 @@ export interface AppOptions extends Partial<ServerOptions> {
   logger?: Logger | undefined;
   /** The server's shutdown (startServer): the Ollama gateway refuses new LLM calls, then cuts the last ones. */
   shutdown?: GatewayShutdown | undefined;
+  /** Epoch milliseconds, for when signed image links expire (default Date.now; tests move it). */
+  clock?: (() => number) | undefined;
 }
 
 /**
- * The one route open with API_KEY set: health checks (load balancers, Docker). Everything
- * else needs the key, generated images included: OpenWebUI fetches image URLs with the
- * same bearer header, and chat answers carry the picture itself in `delta.images`.
+ * The one route open with API_KEY set: health checks (load balancers, Docker), which then
+ * answer `{status}` alone without the key. Everything else needs the key; generated images
+ * take a signed link instead (security/image-access.ts).
  */
 const isOpenPath = (path: string) => path === "/health";
+const isImagePath = (path: string) => path.startsWith("/images/");
 
 /** Every path this app answers (and so guards; the Ollama gateway guards its own). */
 const ownPaths = ["/health", "/images/*", "/v1/*", "/generate", "/generate/*", "/stats", "/metrics"];
@@ -65,7 +73,19 @@ export function createApp(runner: JobRunner, options: AppOptions = {}): Hono<App
     shutdownGraceMs: options.shutdownGraceMs ?? 30_000,
     heartbeatMs: options.heartbeatMs ?? defaultHeartbeatMs,
     log: options.log ?? ((message) => logger.error({ event: "server_error" }, message)),
+    ...defaultSecurityOptions,
+    ...definedOnly({
+      allowUnauthenticated: options.allowUnauthenticated,
+      corsOrigins: options.corsOrigins,
+      imageUrlTtlMs: options.imageUrlTtlMs,
+      maxStreamsPerClient: options.maxStreamsPerClient,
+      maxModelUploadBytes: options.maxModelUploadBytes,
+      bodyTimeoutMs: options.bodyTimeoutMs,
+    }),
   };
+  // With a key, image links are signed so a browser can load them (IMAGE_URL_TTL_S=0: not).
+  const imageSigner =
+    serverOptions.apiKey !== undefined && serverOptions.imageUrlTtlMs > 0 ? new ImageUrlSigner(serverOptions.apiKey, serverOptions.imageUrlTtlMs, options.clock) : undefined;
   const ctx: ServerContext = {
     deps,
     runner,
@@ -74,10 +94,18 @@ export function createApp(runner: JobRunner, options: AppOptions = {}): Hono<App
     metrics,
     logger,
     gate,
+    imageSigner,
   };
   ctx.runner.observe(metrics);
   ctx.runner.observe(jobLogObserver(logger));
   const auth = apiKeyAuth(serverOptions.apiKey);
+  const images = imageAccess(serverOptions.apiKey, imageSigner);
+  const guard: MiddlewareHandler<AppEnv> = (c, next) => (isOpenPath(c.req.path) ? next() : isImagePath(c.req.path) ? images(c, next) : auth(c, next));
+  const deadline = bodyDeadline({
+    timeoutMs: serverOptions.bodyTimeoutMs,
+    isUpload: (method, path) => path.startsWith(`${ollamaGatewayMount}/`) && isModelUpload(method, path.slice(ollamaGatewayMount.length)),
+  });
+  const streams = streamSlotsMiddleware(new StreamSlots(serverOptions.maxStreamsPerClient));
   const limit = bodyLimit({
     maxSize: serverOptions.maxBodyBytes,
     onError: () => {
@@ -94,17 +122,19 @@ export function createApp(runner: JobRunner, options: AppOptions = {}): Hono<App
     c.set("clientSignal", c.req.raw.signal);
     await next();
   });
-  // Browsers may call the API from other origins (a custom UI); preflights are answered
-  // here, before the key is checked, as CORS requires.
+  // CORS only for the origins CORS_ORIGINS names (security/cors-policy.ts); preflights are
+  // answered here, before the key is checked, as CORS requires.
   // Scoped to DiffuGen's own paths: the LangGraph dev server mounts this app at "/" beside
   // its own API (langgraph.json http.app), whose routes these must not guard.
-  const corsHeaders = cors({ origin: "*", allowHeaders: ["Authorization", "Content-Type", "X-API-Key", "Last-Event-ID"], exposeHeaders: ["Retry-After", "WWW-Authenticate", "Location", jobIdHeader] });
+  const corsHeaders = corsPolicy(serverOptions.corsOrigins);
   const countRequests = requestMetrics(metrics, logger);
   for (const path of ownPaths) {
     app.use(path, countRequests);
-    app.use(path, corsHeaders);
-    app.use(path, (c, next) => (isOpenPath(c.req.path) ? next() : auth(c, next)));
+    if (corsHeaders) app.use(path, corsHeaders);
+    app.use(path, deadline);
+    app.use(path, guard);
     app.use(path, limit);
+    app.use(path, streams);
   }
 
   app.route("/health", healthRoutes(ctx));
@@ -118,10 +148,12 @@ export function createApp(runner: JobRunner, options: AppOptions = {}): Hono<App
   app.route("/v1", graphStreamRoutes(ctx));
   app.route("/v1", jobsRoutes(ctx));
   // Ollama's API for every LLM client on the box (routes/ollama-gateway.ts). It checks the key
-  // and the body limit itself, to answer in Ollama's error shape and to let blob uploads
-  // stream through unbounded.
+  // and the body limits itself, to answer in Ollama's error shape and to let model uploads
+  // stream through under their own limit (MAX_MODEL_UPLOAD_GB).
   app.use(`${ollamaGatewayMount}/*`, countRequests);
-  app.use(`${ollamaGatewayMount}/*`, corsHeaders);
+  if (corsHeaders) app.use(`${ollamaGatewayMount}/*`, corsHeaders);
+  app.use(`${ollamaGatewayMount}/*`, deadline);
+  app.use(`${ollamaGatewayMount}/*`, streams);
   app.all(`${ollamaGatewayMount}/*`, ollamaGatewayHandler(ctx, { mountPath: ollamaGatewayMount, shutdown: options.shutdown }));
   app.route("/", diffugenApiRoutes(ctx));
   app.route("/", observabilityRoutes(ctx));
@@ -140,6 +172,10 @@ export function createApp(runner: JobRunner, options: AppOptions = {}): Hono<App
     return errorResponse(apiError, dialectOf(c.req.path));
   });
   return app;
+}
+
+function definedOnly<T extends object>(options: T): Partial<T> {
+  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 function formatMb(bytes: number): string {

@@ -76,7 +76,9 @@ export async function readJson<T extends z.ZodType>(c: Context, schema: T): Prom
   let body: unknown;
   try {
     body = await c.req.json();
-  } catch {
+  } catch (err) {
+    // A body that never arrived whole (BODY_TIMEOUT_S, MAX_BODY_MB) says so, not "invalid JSON".
+    if (err instanceof ApiError) throw err;
     throw invalidRequest(
       "We could not parse the JSON body of your request. Send valid JSON with 'Content-Type: application/json'.",
       null,

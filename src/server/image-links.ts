@@ -1,6 +1,8 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { Context } from "hono";
+import type { ImageUrlSigner } from "./security/signed-image-urls.js";
+import type { ServerContext } from "./server-context.js";
 
 /**
  * Where clients fetch a generated image: `<base>/images/<file>`. The base is
@@ -22,7 +24,37 @@ function firstValue(header: string | undefined): string | undefined {
 
 /** The public URL of an output file (outputs are written straight into OUTPUT_DIR). */
 export function imageUrl(base: string, file: string): string {
-  return `${base}/images/${encodeURIComponent(path.basename(file))}`;
+  return `${base}${imagePath(file)}`;
+}
+
+/** `/images/<file>`, the path a signed link's signature covers. */
+export function imagePath(file: string): string {
+  return `/images/${encodeURIComponent(path.basename(file))}`;
+}
+
+/**
+ * How an answer links the images it made: where this server is reached, and each image's
+ * URL, signed when API_KEY is set (security/signed-image-urls.ts) so that a browser, which
+ * cannot send the key, loads it anyway.
+ */
+export interface ImageLinks {
+  /** publicBaseUrl, without a trailing slash (also the base of other links, such as a job's events_url). */
+  readonly base: string;
+  /** The URL of an output file for the client to fetch. */
+  image(file: string): string;
+}
+
+/** Links from `base`, signed by `signer` when there is one. */
+export function imageLinks(base: string, signer?: ImageUrlSigner): ImageLinks {
+  return {
+    base,
+    image: (file) => (signer ? `${imageUrl(base, file)}?${signer.query(imagePath(file))}` : imageUrl(base, file)),
+  };
+}
+
+/** The links a route's answer carries: this request's base, signed as the server is set up to sign. */
+export function linksFor(c: Context, ctx: Pick<ServerContext, "options" | "imageSigner">): ImageLinks {
+  return imageLinks(publicBaseUrl(c, ctx.options.publicBaseUrl), ctx.imageSigner);
 }
 
 export async function readBase64(file: string): Promise<string> {

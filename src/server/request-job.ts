@@ -2,6 +2,7 @@ import type { Context } from "hono";
 import type { Job, JobInput, JobOutcome, StartJobOptions } from "../jobs/index.js";
 import type { ImageData } from "./format/stream-formatter.js";
 import { readBase64 } from "./image-links.js";
+import { claimStream } from "./security/stream-slots.js";
 import type { AppEnv, ServerContext } from "./server-context.js";
 
 /** Every response that started a job names it, so the client can find it in /v1/jobs. */
@@ -20,6 +21,9 @@ export interface RequestJob {
  * Starts the job a request asked for. Whether the client going away cancels it is
  * CANCEL_ON_DISCONNECT's call, per kind of job (chat, images); the job id goes out as a
  * header either way. Must run before the response is made (headers go out with it).
+ * A job whose events are streamed to the client (every caller but the non-streaming ones,
+ * which pass `events: false`) first takes one of the client's stream slots
+ * (MAX_STREAMS_PER_CLIENT): refused, the job never starts.
  */
 export function startRequestJob(
   c: Context<AppEnv>,
@@ -27,6 +31,7 @@ export function startRequestJob(
   input: JobInput,
   options: Omit<StartJobOptions, "signal" | "cancelOnAbort"> = {},
 ): RequestJob {
+  if (options.events !== false) claimStream(c);
   const gone = new AbortController();
   const leave = () => gone.abort(new Error("the client went away"));
   const clientSignal = c.var.clientSignal;

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { securityEnvSchema, securityOptionsFrom, type SecurityOptions } from "./security/security-options.js";
 
 /**
  * Settings only the HTTP server reads (the rest lives in src/config). README lists them:
@@ -20,6 +21,9 @@ import { z } from "zod";
  *   GATEWAY_WAIT_STATUS true   whether a streaming chat for an Ollama model that has to wait
  *                              for the GPU gets OpenWebUI status chunks meanwhile (false for
  *                              strict OpenAI clients: they then get Ollama's stream only)
+ *
+ * and the exposure settings (ALLOW_UNAUTHENTICATED, CORS_ORIGINS, IMAGE_URL_TTL_S,
+ * MAX_STREAMS_PER_CLIENT, MAX_MODEL_UPLOAD_GB, BODY_TIMEOUT_S): security/security-options.ts.
  */
 
 function optional<T extends z.ZodType>(schema: T) {
@@ -39,6 +43,7 @@ const serverEnvSchema = z.object({
   ),
   OLLAMA_GATEWAY_HOST: optional(z.string().trim().min(1).regex(/^[^\s/]+$/, { error: "an address to listen on, such as 127.0.0.1 or 0.0.0.0" })).default("127.0.0.1"),
   GATEWAY_WAIT_STATUS: optional(z.enum(["true", "false", "1", "0"], { error: "true or false" })).default("true"),
+  ...securityEnvSchema,
 });
 
 /** Which jobs a client's disconnect cancels. */
@@ -52,7 +57,7 @@ function cancelOnDisconnect(value: string): CancelOnDisconnect {
   return { chat: all || value === "chat", images: all || value === "images" };
 }
 
-export interface ServerOptions {
+export interface ServerOptions extends SecurityOptions {
   apiKey: string | undefined;
   /** Without a trailing slash. */
   publicBaseUrl: string | undefined;
@@ -103,5 +108,6 @@ export function loadServerOptions(env: NodeJS.ProcessEnv = process.env): Omit<Se
     ollamaGatewayHost: e.OLLAMA_GATEWAY_HOST,
     gatewayWaitStatus: e.GATEWAY_WAIT_STATUS === "true" || e.GATEWAY_WAIT_STATUS === "1",
     heartbeatMs: defaultHeartbeatMs,
+    ...securityOptionsFrom(e),
   };
 }

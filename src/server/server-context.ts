@@ -3,6 +3,7 @@ import type { GateStatus } from "../gpu/index.js";
 import type { JobRunner } from "../jobs/index.js";
 import type { Logger } from "../logging/index.js";
 import type { ServiceMetrics } from "../metrics/index.js";
+import type { ImageUrlSigner } from "./security/signed-image-urls.js";
 import type { ServerOptions } from "./server-config.js";
 
 /** What every route module is built from. */
@@ -18,6 +19,8 @@ export interface ServerContext {
   logger: Logger;
   /** The bypass watchdog watching the scheduler (src/gpu/bypass-watchdog.ts), when bootstrap started one. */
   gate: { status(): GateStatus } | undefined;
+  /** Signs image links when API_KEY is set (and IMAGE_URL_TTL_S is not 0); else none. */
+  imageSigner: ImageUrlSigner | undefined;
 }
 
 /** Hono's per-request variables. */
@@ -28,5 +31,7 @@ export interface AppEnv {
      * original request: middleware may replace `c.req.raw` (bodyLimit re-wraps the body).
      */
     clientSignal: AbortSignal;
+    /** Takes one of the client's stream slots (MAX_STREAMS_PER_CLIENT), or throws the 429: see security/stream-slots.ts. */
+    claimStream?: () => void;
   };
 }

@@ -5,6 +5,9 @@ import type { JobRunner } from "../jobs/index.js";
 import { createApp, type AppOptions } from "./app.js";
 import { atRootOf, listenOllamaGateway, pointsAtGateway } from "./gateway/ollama-listener.js";
 import { ollamaGatewayMount } from "./routes/ollama-gateway.js";
+import { applyRequestTimeouts, headerTimeoutServerOptions } from "./security/body-deadline.js";
+import { checkListenerSafety, type Listener } from "./security/listener-safety.js";
+import { defaultSecurityOptions } from "./security/security-options.js";
 import { loadServerOptions } from "./server-config.js";
 
 export interface RunningServer {
@@ -62,7 +65,8 @@ const shutdownReason = "the server is shutting down";
 
 /**
  * Serves the API on @hono/node-server, for the runner an entry point's bootstrap built.
- * Options not given come from the environment.
+ * Options not given come from the environment. Refuses (UnsafeListenerError) to listen
+ * beyond loopback without API_KEY, unless ALLOW_UNAUTHENTICATED (security/listener-safety.ts).
  */
 export async function startServer(runner: JobRunner, options: StartServerOptions = {}): Promise<RunningServer> {
   const deps = runner.deps;
@@ -74,14 +78,15 @@ export async function startServer(runner: JobRunner, options: StartServerOptions
   const app = createApp(runner, { ...appOptions, shutdown: { closing: gatewayClosing.signal, cut: gatewayCut.signal } });
   const host = options.host ?? deps.config.server.host;
   const port = options.port ?? deps.config.server.port;
+  checkListenerSafety(listenersOf(host, appOptions), { apiKey: appOptions.apiKey, allowUnauthenticated: appOptions.allowUnauthenticated ?? false });
+  const timeoutMs = appOptions.bodyTimeoutMs ?? defaultSecurityOptions.bodyTimeoutMs;
 
   const server = await new Promise<Server>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, port, hostname: host }, () => resolve(s as Server)) as Server;
+    const s = serve({ fetch: app.fetch, port, hostname: host, serverOptions: headerTimeoutServerOptions(timeoutMs) }, () => resolve(s as Server)) as Server;
     s.once("error", reject);
   });
-  // Generations are slow: never time a request out while its answer is being made.
-  server.requestTimeout = 0;
-  server.headersTimeout = 60_000;
+  // Headers within BODY_TIMEOUT_S; bodies are bounded per route (security/body-deadline.ts).
+  applyRequestTimeouts(server, timeoutMs);
   const address = server.address() as AddressInfo;
   const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
 
@@ -89,7 +94,7 @@ export async function startServer(runner: JobRunner, options: StartServerOptions
   let gateway: Awaited<ReturnType<typeof listenOllamaGateway>> | undefined;
   try {
     if (appOptions.ollamaGatewayPort !== undefined) {
-      gateway = await listenOllamaGateway(atRootOf(app.fetch, ollamaGatewayMount), appOptions.ollamaGatewayPort, appOptions.ollamaGatewayHost ?? "127.0.0.1");
+      gateway = await listenOllamaGateway(atRootOf(app.fetch, ollamaGatewayMount), appOptions.ollamaGatewayPort, appOptions.ollamaGatewayHost ?? "127.0.0.1", timeoutMs);
     }
     const listeners = [{ host, port: address.port, mountPath: ollamaGatewayMount }, ...(gateway ? [{ host: appOptions.ollamaGatewayHost ?? "127.0.0.1", port: gateway.port }] : [])];
     if (pointsAtGateway(deps.config.llm.baseUrl, listeners)) {
@@ -177,6 +182,14 @@ export async function startServer(runner: JobRunner, options: StartServerOptions
     },
     cancelJobs,
   };
+}
+
+/** The addresses this server will listen on, as the listener check names them. */
+export function listenersOf(host: string, options: { ollamaGatewayPort?: number | undefined; ollamaGatewayHost?: string | undefined }): Listener[] {
+  return [
+    { host, variable: "HOST" },
+    ...(options.ollamaGatewayPort === undefined ? [] : [{ host: options.ollamaGatewayHost ?? "127.0.0.1", variable: "OLLAMA_GATEWAY_HOST" }]),
+  ];
 }
 
 /** Counts the requests whose response is not over yet (sent, or its connection gone), on every listener. */

@@ -141,12 +141,13 @@ describe("diffugen status, with the server up", () => {
     await Promise.all([drawing, waiting]);
   });
 
-  it("with API_KEY set on the server: the statistics need the key, and API_KEY sends it", async () => {
+  it("with API_KEY set on the server: its state needs the key (/health says only ok), and API_KEY sends it", async () => {
     s = await startServerStack({ server: { apiKey: "sekrit" } });
     const without = await status(["--url", s.url]);
     expect(without.exitCode).toBe(0);
-    expect(without.stdout).toContain(`DiffuGen server at ${s.url}: ok`);
-    expect(without.stdout).toContain("(no statistics: /stats needs the API key: set API_KEY)");
+    expect(without.stdout).toContain(`DiffuGen server at ${s.url}: ok (the rest only with its API key: set API_KEY)`);
+    expect(without.stdout).toContain("export API_KEY=<the server's key>");
+    expect(without.stdout).not.toContain("GPU:");
     const withKey = await status(["--url", s.url], { API_KEY: "sekrit" });
     expect(withKey.stdout).not.toContain("no statistics");
     expect(withKey.stdout).toContain("no swaps yet");

@@ -85,4 +85,30 @@ describe.skipIf(process.platform === "win32")("npm run studio's port check", () 
     expect(ok.exitCode, ok.stderr).toBe(0);
     expect(ok.stdout.trim()).toBe(`langgraphjs dev --port ${free} --host 127.0.0.1 --no-browser analytics=1`);
   });
+
+  it("a non-loopback --host: refused (the dev server's API has no key) unless ALLOW_UNAUTHENTICATED=true", async () => {
+    const refused = await execa(process.execPath, [studio, "--port", "2999", "--host", "0.0.0.0"], {
+      cwd: dir,
+      reject: false,
+      env: { PATH: fakeLanggraphjs() },
+      extendEnv: false,
+    });
+    expect(refused.exitCode).toBe(2);
+    expect(refused.stderr).toContain("refusing to listen on 0.0.0.0");
+    expect(refused.stderr).toContain("ALLOW_UNAUTHENTICATED=true");
+    expect(refused.stdout).not.toContain("langgraphjs dev");
+    // Allowed, from the environment or from ./.env as langgraphjs reads it.
+    const free = await takePort();
+    await new Promise<void>((resolve) => taken!.close(() => resolve()));
+    taken = undefined;
+    fs.writeFileSync(path.join(dir, ".env"), "ALLOW_UNAUTHENTICATED=true\n");
+    const allowed = await execa(process.execPath, [studio, "--port", String(free), "--host", "0.0.0.0", "--no-browser"], {
+      cwd: dir,
+      reject: false,
+      env: { PATH: fakeLanggraphjs() },
+      extendEnv: false,
+    });
+    expect(allowed.exitCode, allowed.stderr).toBe(0);
+    expect(allowed.stdout.trim()).toBe(`langgraphjs dev --port ${free} --host 0.0.0.0 --no-browser analytics=1`);
+  });
 });

@@ -8,7 +8,7 @@ import { rawRequest } from "./helpers/raw-http.js";
 import { startReliabilityStack, whenQuiet, type ReliabilityStack } from "./helpers/reliability-stack.js";
 
 /**
- * With API_KEY set, every route but /health answers 401 to a request without the key or
+ * With API_KEY set, every route but /health (its bare status) answers 401 to a request without the key or
  * with a wrong one, before looking at the request: no job, no sd-cli, no LLM call. The
  * routes come from the app itself (hono's `app.routes`), so a route added later is covered
  * without touching this test; a route that should be open on purpose goes in `openRoutes`.
@@ -16,6 +16,15 @@ import { startReliabilityStack, whenQuiet, type ReliabilityStack } from "./helpe
 
 const apiKey = "s3cret-key-for-tests";
 const openRoutes = new Set(["GET /health"]);
+const gatewayRoutes: [string, string][] = [
+  ["GET", "/ollama/"],
+  ["GET", "/ollama/api/tags"],
+  ["POST", "/ollama/api/chat"],
+  ["POST", "/ollama/api/pull"],
+  ["POST", "/ollama/api/create"],
+  ["DELETE", "/ollama/api/delete"],
+  ["POST", "/ollama/v1/chat/completions"],
+];
 
 const figures = emptyFigures();
 let s: ReliabilityStack;
@@ -68,11 +77,23 @@ describe("API_KEY: every route but /health needs the key", () => {
         if (res.status >= 500) figures.badInput5xx += 1;
         if (openRoutes.has(key)) {
           expect(res.status, where).toBe(200);
+          // Open, but only its status: nothing about the box without the key.
+          expect(Object.keys(res.json as object), where).toEqual(["status"]);
           continue;
         }
         expect(res.status, where).toBe(401);
         expect(errorShapeProblem(res.json, dialectFor(path)), where).toBeUndefined();
         if (res.headers["www-authenticate"] !== undefined) expect(res.headers["www-authenticate"], where).toMatch(/^Bearer\b/);
+      }
+      // The Ollama gateway (one catch-all route in the app's table), in Ollama's shapes.
+      for (const [method, path] of gatewayRoutes) {
+        const body = method === "POST" || method === "DELETE" ? JSON.stringify({ model: "qwen2.5:3b", name: "qwen2.5:3b", messages: [{ role: "user", content: "hi" }] }) : undefined;
+        const res = await rawRequest(s.url, { method, path, headers: { "Content-Type": "application/json", ...headers }, body });
+        figures.requests += 1;
+        const where = `${method} ${path} with ${label} → ${res.status} ${res.text.slice(0, 200)}`;
+        expect(res.status, where).toBe(401);
+        if (path.startsWith("/ollama/v1/")) expect(res.json, where).toMatchObject({ error: { message: expect.stringMatching(/API key/) } });
+        else expect(res.json, where).toEqual({ error: expect.stringMatching(/API key/) });
       }
       const spawns = readSpawns(s.stack.gpuDir).length;
       figures.invalidSpawns += spawns;

@@ -20,6 +20,8 @@ import { LLM, soakFactor, startReliabilityStack, whenQuiet, type ReliabilityStac
 const figures = emptyFigures();
 // A soak run (DIFFUGEN_SOAK) does more of everything: give each test as much more time.
 vi.setConfig({ testTimeout: 30_000 * soakFactor });
+/** These many clients all come from 127.0.0.1: one address, so no per-client stream cap (MAX_STREAMS_PER_CLIENT). */
+const everyoneAtOnce = { maxStreamsPerClient: 0 };
 let s: ReliabilityStack | undefined;
 afterEach(async () => {
   await s?.close();
@@ -97,7 +99,7 @@ async function expectAllReturned(stack: ReliabilityStack, ledger: JobLedger) {
 
 describe("load", () => {
   it("50 concurrent mixed requests, 20% of clients hanging up: every job ends, nothing is left running", async () => {
-    s = await startReliabilityStack({ env: { LOG_LEVEL: "silent", MAX_QUEUE: "100" } });
+    s = await startReliabilityStack({ env: { LOG_LEVEL: "silent", MAX_QUEUE: "100" }, server: everyoneAtOnce });
     const ledger = watchJobs(s);
     const prng = createPrng(Date.now());
     const outcomes: Awaited<ReturnType<typeof oneClient>>[] = [];
@@ -121,7 +123,7 @@ describe("load", () => {
   });
 
   it("a full queue answers 429 with Retry-After in the dialect's shape; the accepted jobs finish", async () => {
-    s = await startReliabilityStack({ env: { LOG_LEVEL: "silent", MAX_QUEUE: "2" }, sdEnv: { FAKE_SD_STEP_MS: "60" } });
+    s = await startReliabilityStack({ env: { LOG_LEVEL: "silent", MAX_QUEUE: "2" }, sdEnv: { FAKE_SD_STEP_MS: "60" }, server: everyoneAtOnce });
     const ledger = watchJobs(s);
     const clients: ClientName[] = ["images", "seed", "edits", "images", "seed", "edits", "images", "seed", "images-stream", "seed-stream", "chat-stream"];
     const responses = await Promise.all(
@@ -191,7 +193,7 @@ describe("soak", () => {
   ];
 
   it(`rounds of mixed traffic with faults switched on and off (${2 * soakFactor} rounds; DIFFUGEN_SOAK for more)`, async () => {
-    s = await startReliabilityStack({ env: { LOG_LEVEL: "silent", MAX_QUEUE: "100", REFINE_TIMEOUT_S: "0.5" } });
+    s = await startReliabilityStack({ env: { LOG_LEVEL: "silent", MAX_QUEUE: "100", REFINE_TIMEOUT_S: "0.5" }, server: everyoneAtOnce });
     const ledger = watchJobs(s);
     const prng = createPrng(Date.now());
     const sdEnv = s.stack.deps.sdEnv!;

@@ -130,9 +130,10 @@ describe("errors in OpenAI's shape, before anything runs", () => {
     expect((await fetch(`${s.url}/health`)).status).toBe(200);
     expectNothingRan(s.stack);
 
-    // Generated images need the key too (OpenWebUI fetches `url` answers with its bearer).
+    // Generated images need the key too, unless the link is the signed one an answer carries
+    // (tests/server/exposure.test.ts covers the signed links).
     const made = await s.client.images.generate({ prompt: "a fox", size: "64x64", steps: 1, refine: false, response_format: "url" } as Body & { stream?: false });
-    const url = made.data![0]!.url!;
+    const url = made.data![0]!.url!.split("?")[0]!;
     const open = await fetch(url);
     expect(open.status).toBe(401);
     expect(await open.text()).not.toContain("PNG");
@@ -142,8 +143,8 @@ describe("errors in OpenAI's shape, before anything runs", () => {
     expect((await fetch(url, { headers: { "X-API-Key": "sekrit" } })).status).toBe(200);
   });
 
-  it("CORS: preflights pass without a key, and answers (401s included) carry the CORS headers", async () => {
-    s = await startServerStack({ server: { apiKey: "sekrit" } });
+  it("CORS (CORS_ORIGINS=*): preflights pass without a key, and answers (401s included) carry the CORS headers", async () => {
+    s = await startServerStack({ server: { apiKey: "sekrit", corsOrigins: ["*"] } });
     const preflight = await fetch(`${s.url}/v1/chat/completions`, {
       method: "OPTIONS",
       headers: { Origin: "https://ui.example", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type" },

@@ -197,10 +197,14 @@ describe("OpenWebUI's chat connection (OpenAI API), replayed", () => {
     expect(isPng(bytes)).toBe(true);
     expect(pngSize(bytes)).toEqual({ width: 64, height: 64 });
 
-    // With the API key set, the content links the picture instead of embedding it (the
-    // user's browser could not load it), and still carries the prompt for the next turn.
+    // With the API key set, the content embeds the picture through a signed link, which the
+    // user's browser loads with no header, and still carries the prompt for the next turn.
     const content = chunks.map((c) => c.choices[0]?.delta.content ?? "").join("");
-    expect(content).toMatch(/^\[draw a red fox in the snow, highly detailed\]\(http:\/\/127\.0\.0\.1:\d+\/images\/[^)]+\.png\)/);
+    const markdown = /^!\[draw a red fox in the snow, highly detailed\]\((http:\/\/127\.0\.0\.1:\d+\/images\/[^)?]+\.png\?exp=\d+&sig=[\w-]+)\)/.exec(content);
+    expect(markdown, content).not.toBeNull();
+    const shown = await fetch(markdown![1]!);
+    expect(shown.status).toBe(200);
+    expect(shown.headers.get("content-type")).toBe("image/png");
     expect(chunks.filter((c) => c.choices[0]?.finish_reason === "stop")).toHaveLength(1);
     expect(readViolations(s.stack.gpuDir)).toEqual([]);
   });

@@ -1,6 +1,6 @@
 import type { JobOutcome } from "../../jobs/index.js";
 import type { ParamNames } from "../errors.js";
-import { imageUrl } from "../image-links.js";
+import type { ImageLinks } from "../image-links.js";
 import {
   chatCompletion,
   describeParams,
@@ -17,16 +17,17 @@ import { base64Of, outcomeError, type ImagesOutcome } from "./outcomes.js";
 import type { ImageData } from "./stream-formatter.js";
 
 /** How the chat answer links its pictures. */
-export interface ImageLinks {
-  /** Where image links point (publicBaseUrl). */
-  base: string;
-  /** `![prompt](url)` when a browser can load the URL, `[prompt](url)` when it needs the API key. */
+export interface ChatImageLinks extends ImageLinks {
+  /**
+   * `![prompt](url)` when a browser can load the URL (no API_KEY, or signed links), `[prompt](url)`
+   * when it needs the key (API_KEY set with IMAGE_URL_TTL_S=0).
+   */
   embed: boolean;
 }
 
 /** The answer's text for a drawing: the pictures (their alt text the prompt that drew), then what drew them. */
-export function imagesContent(outcome: ImagesOutcome, links: ImageLinks): string {
-  const pictures = outcome.images.map((image) => imageMarkdown(outcome.prompt, imageUrl(links.base, image.path), { embed: links.embed }));
+export function imagesContent(outcome: ImagesOutcome, links: ChatImageLinks): string {
+  const pictures = outcome.images.map((image) => imageMarkdown(outcome.prompt, links.image(image.path), { embed: links.embed }));
   return `${pictures.join("\n\n")}\n\n*${describeParams(outcome.model, outcome.params)}*`;
 }
 
@@ -37,7 +38,7 @@ export function usageOf(promptTokens: number, completion: string): ChatUsage {
 
 export interface ChatAnswerOptions {
   meta: ChunkMeta;
-  links: ImageLinks;
+  links: ChatImageLinks;
   promptTokens: number;
   /** The base64 of each image (a drawing). */
   images: ImageData;

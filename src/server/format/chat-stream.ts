@@ -1,5 +1,5 @@
 import type { ApiError, ParamNames } from "../errors.js";
-import { imagesContent, usageOf, type ImageLinks } from "./chat-answer.js";
+import { imagesContent, usageOf, type ChatImageLinks } from "./chat-answer.js";
 import {
   chatChunk,
   describeForStatus,
@@ -25,7 +25,7 @@ import { messageOf, type AnswerFormatter, type Frame } from "./stream-formatter.
 
 export interface ChatStreamOptions {
   meta: ChunkMeta;
-  links: ImageLinks;
+  links: ChatImageLinks;
   /** `stream_options.include_usage`. */
   includeUsage: boolean;
   promptTokens: number;

@@ -1,5 +1,5 @@
 import { phaseBands, type Phase, type ProgressEvent } from "../../events/progress-event.js";
-import { imageUrl } from "../image-links.js";
+import type { ImageLinks } from "../image-links.js";
 import { imageMarkdown } from "./chat-completions.js";
 import type { ImagesOutcome } from "./outcomes.js";
 
@@ -109,10 +109,10 @@ export interface SeedResult {
   warnings: string[];
 }
 
-/** The seed API's answer for the images: `base` for their links, `originalPrompt` the user's own words. */
-export function formatSeedResult(outcome: ImagesOutcome, base: string, originalPrompt: string): SeedResult {
+/** The seed API's answer for the images: `links` for their URLs, `originalPrompt` the user's own words. */
+export function formatSeedResult(outcome: ImagesOutcome, links: ImageLinks, originalPrompt: string): SeedResult {
   const { model, prompt, params } = outcome;
-  const images = outcome.images.map((image) => ({ path: image.path, url: imageUrl(base, image.path), seed: image.seed }));
+  const images = outcome.images.map((image) => ({ path: image.path, url: links.image(image.path), seed: image.seed }));
   const first = images[0]!;
   const markdown = [
     "Here's the image you requested:",

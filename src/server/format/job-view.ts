@@ -1,7 +1,7 @@
 import path from "node:path";
 import type { ProgressEvent } from "../../events/progress-event.js";
 import type { JobRecord, StoredEvent } from "../../jobs/index.js";
-import { imageUrl } from "../image-links.js";
+import type { ImageLinks } from "../image-links.js";
 
 /**
  * The job dialect (GET /v1/jobs...): a job as clients see it, in the snake_case of the
@@ -24,7 +24,7 @@ function snakeValue(value: unknown): unknown {
   return value;
 }
 
-export function formatJob(job: JobRecord, base: string) {
+export function formatJob(job: JobRecord, links: ImageLinks) {
   return {
     id: job.id,
     object: "diffugen.job" as const,
@@ -36,16 +36,16 @@ export function formatJob(job: JobRecord, base: string) {
     progress: job.progress,
     message: job.message,
     request: snakeKeys(job.request),
-    result: formatResult(job, base),
+    result: formatResult(job, links),
     error: job.error ?? null,
     warnings: job.warnings,
-    events_url: `${base}/v1/jobs/${job.id}/events`,
+    events_url: `${links.base}/v1/jobs/${job.id}/events`,
   };
 }
 
 export type JobView = ReturnType<typeof formatJob>;
 
-function formatResult(job: JobRecord, base: string) {
+function formatResult(job: JobRecord, links: ImageLinks) {
   const result = job.result;
   if (!result) return null;
   if (result.kind === "reply") return { type: "reply" as const, text: result.text };
@@ -55,7 +55,7 @@ function formatResult(job: JobRecord, base: string) {
     prompt: result.prompt,
     negative_prompt: result.negativePrompt,
     images: result.images.map((image) => ({
-      url: imageUrl(base, image.file),
+      url: links.image(image.file),
       seed: image.seed,
       width: image.width,
       height: image.height,
@@ -69,19 +69,19 @@ function formatResult(job: JobRecord, base: string) {
  * One stored event as the job stream sends it: `event:` is its kind, the data the event
  * itself (an image as its link, not its path). The `end` event carries the whole job.
  */
-export function formatJobEvent(stored: StoredEvent, job: () => JobRecord | undefined, base: string): { event: string; data: unknown } {
+export function formatJobEvent(stored: StoredEvent, job: () => JobRecord | undefined, links: ImageLinks): { event: string; data: unknown } {
   const event = stored.event;
   if (event.kind === "end") {
     const record = job();
-    return { event: "end", data: record ? formatJob(record, base) : { status: event.status } };
+    return { event: "end", data: record ? formatJob(record, links) : { status: event.status } };
   }
-  return { event: event.kind, data: formatProgress(event, base) };
+  return { event: event.kind, data: formatProgress(event, links) };
 }
 
-function formatProgress(event: ProgressEvent, base: string): Record<string, unknown> {
+function formatProgress(event: ProgressEvent, links: ImageLinks): Record<string, unknown> {
   if (event.kind === "image") {
     const { path: file, ...rest } = event;
-    return { ...snakeKeys(rest), url: imageUrl(base, path.basename(file)) };
+    return { ...snakeKeys(rest), url: links.image(path.basename(file)) };
   }
   if (event.kind === "preview") {
     const { pngBase64, ...rest } = event;

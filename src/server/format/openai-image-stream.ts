@@ -1,5 +1,5 @@
 import type { ParamNames } from "../errors.js";
-import { imageUrl } from "../image-links.js";
+import type { ImageLinks } from "../image-links.js";
 import {
   formatCompletedImage,
   formatImageProgress,
@@ -26,8 +26,8 @@ export interface OpenAIImageStreamOptions {
   /** The size asked for, `WxH` or `auto`, until the run says which it draws. */
   size: string;
   quality: string;
-  /** Where image links point (publicBaseUrl). */
-  base: string;
+  /** Where image links point (publicBaseUrl), signed when API_KEY is set. */
+  links: ImageLinks;
   /** The route's names for request fields, for errors. */
   params: ParamNames;
   /** Epoch milliseconds (tests pin it). */
@@ -62,7 +62,7 @@ export function openaiImageStream(options: OpenAIImageStreamOptions): AnswerForm
       return outcome.images.map((image, i) => {
         const completed = formatCompletedImage(options.prefix, base64Of(images, i), { ...meta, size: `${image.width}x${image.height}` }, unixSeconds(clock()), {
           revisedPrompt: outcome.prompt,
-          url: imageUrl(options.base, image.path),
+          url: options.links.image(image.path),
           seed: image.seed,
           index: image.index,
         });

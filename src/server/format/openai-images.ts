@@ -1,5 +1,5 @@
 import { phaseBands, type ProgressEvent } from "../../events/progress-event.js";
-import { imageUrl } from "../image-links.js";
+import type { ImageLinks } from "../image-links.js";
 import { base64Of, unixSeconds, type ImagesOutcome } from "./outcomes.js";
 import type { ImageData } from "./stream-formatter.js";
 
@@ -92,9 +92,9 @@ export type ResponseFormat = "url" | "b64_json";
  * OpenAI's `data[]`: each image as a link or as base64 (`images`, read by the caller),
  * with the prompt that drew it and its seed.
  */
-export function openaiImageData(outcome: ImagesOutcome, responseFormat: ResponseFormat | undefined, base: string, images: ImageData) {
+export function openaiImageData(outcome: ImagesOutcome, responseFormat: ResponseFormat | undefined, links: ImageLinks, images: ImageData) {
   return outcome.images.map((image, i) => ({
-    ...(responseFormat === "url" ? { url: imageUrl(base, image.path) } : { b64_json: base64Of(images, i) }),
+    ...(responseFormat === "url" ? { url: links.image(image.path) } : { b64_json: base64Of(images, i) }),
     revised_prompt: outcome.prompt,
     seed: image.seed,
   }));
@@ -103,8 +103,8 @@ export function openaiImageData(outcome: ImagesOutcome, responseFormat: Response
 export interface ImagesBodyOptions {
   responseFormat: ResponseFormat | undefined;
   quality: string;
-  /** Where image links point (publicBaseUrl). */
-  base: string;
+  /** Where image links point (publicBaseUrl), signed when API_KEY is set. */
+  links: ImageLinks;
   images: ImageData;
   /** Epoch milliseconds (tests pin it). */
   now: number;
@@ -115,7 +115,7 @@ export function openaiImagesBody(outcome: ImagesOutcome, options: ImagesBodyOpti
   const first = outcome.images[0]!;
   return {
     created: unixSeconds(options.now),
-    data: openaiImageData(outcome, options.responseFormat, options.base, options.images),
+    data: openaiImageData(outcome, options.responseFormat, options.links, options.images),
     background: "opaque",
     output_format: "png",
     quality: options.quality,
@@ -128,7 +128,7 @@ export function openaiImagesBody(outcome: ImagesOutcome, options: ImagesBodyOpti
 export function openaiImagesResult(outcome: ImagesOutcome, options: Omit<ImagesBodyOptions, "quality">) {
   return {
     created: unixSeconds(options.now),
-    data: openaiImageData(outcome, options.responseFormat, options.base, options.images),
+    data: openaiImageData(outcome, options.responseFormat, options.links, options.images),
     output_format: "png",
     size: `${outcome.params.width}x${outcome.params.height}`,
     usage: zeroImageUsage,

@@ -7,6 +7,7 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
+import { applyRequestTimeouts, headerTimeoutServerOptions } from "../security/body-deadline.js";
 
 type Fetch = (request: Request, env: unknown) => Response | Promise<Response>;
 
@@ -42,14 +43,14 @@ export class GatewayListenError extends Error {
   }
 }
 
-export async function listenOllamaGateway(fetch: Fetch, port: number, host: string): Promise<{ server: Server; port: number; url: string }> {
+/** `timeoutMs`: BODY_TIMEOUT_S, for the headers as on the main listener (bodies: the app's own rule). */
+export async function listenOllamaGateway(fetch: Fetch, port: number, host: string, timeoutMs = 30_000): Promise<{ server: Server; port: number; url: string }> {
   const server = await new Promise<Server>((resolve, reject) => {
-    const s = serve({ fetch, port, hostname: host }, () => resolve(s as Server)) as Server;
+    const s = serve({ fetch, port, hostname: host, serverOptions: headerTimeoutServerOptions(timeoutMs) }, () => resolve(s as Server)) as Server;
     s.once("error", (err: NodeJS.ErrnoException) => reject(new GatewayListenError(err.code, host, port, { cause: err })));
   });
   // As on the main listener: a generation may take long before its first byte.
-  server.requestTimeout = 0;
-  server.headersTimeout = 60_000;
+  applyRequestTimeouts(server, timeoutMs);
   const address = server.address() as AddressInfo;
   const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
   return { server, port: address.port, url: `http://${shownHost}:${address.port}` };

@@ -9,10 +9,12 @@ import { z } from "zod";
 import { GatewayError } from "./ollama-errors.js";
 import { isBlobDigest, modelNameProblem } from "./ollama-calls.js";
 
+/** The setting a body limit comes from, named in the 413. */
+export type BodyLimitName = "MAX_BODY_MB" | "MAX_MODEL_UPLOAD_GB";
+
 /** The body's bytes, read whole; 413 once more than `maxBytes` arrived (or were announced). */
-export async function readBodyWithin(request: Request, maxBytes: number): Promise<Uint8Array> {
-  const declared = Number(request.headers.get("content-length") ?? Number.NaN);
-  if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge(maxBytes);
+export async function readBodyWithin(request: Request, maxBytes: number, limitName: BodyLimitName = "MAX_BODY_MB"): Promise<Uint8Array> {
+  refuseDeclaredOver(request, maxBytes, limitName);
   if (request.body === null) return new Uint8Array(0);
   const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];
@@ -23,7 +25,7 @@ export async function readBodyWithin(request: Request, maxBytes: number): Promis
     size += value.byteLength;
     if (size > maxBytes) {
       await reader.cancel().catch(() => undefined);
-      throw tooLarge(maxBytes);
+      throw tooLarge(maxBytes, limitName);
     }
     chunks.push(value);
   }
@@ -37,10 +39,37 @@ export async function readBodyWithin(request: Request, maxBytes: number): Promis
   return out;
 }
 
-function tooLarge(maxBytes: number): GatewayError {
+/** 413 at once when Content-Length already says the body is too large. */
+function refuseDeclaredOver(request: Request, maxBytes: number, limitName: BodyLimitName): void {
+  const declared = Number(request.headers.get("content-length") ?? Number.NaN);
+  if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge(maxBytes, limitName);
+}
+
+/**
+ * A body streamed through as it arrives (a blob upload: never buffered), counted: it errors
+ * with the 413 once more than `maxBytes` have passed, which ends the upload to Ollama too.
+ */
+export function streamWithin(request: Request, maxBytes: number, limitName: BodyLimitName): ReadableStream<Uint8Array> | null {
+  refuseDeclaredOver(request, maxBytes, limitName);
+  const body = request.body;
+  if (body === null) return null;
+  let size = 0;
+  return body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        size += chunk.byteLength;
+        if (size > maxBytes) controller.error(tooLarge(maxBytes, limitName));
+        else controller.enqueue(chunk);
+      },
+    }),
+  );
+}
+
+function tooLarge(maxBytes: number, limitName: BodyLimitName): GatewayError {
+  const gb = maxBytes / 1024 ** 3;
   const mb = maxBytes / (1024 * 1024);
-  const shown = mb >= 1 ? `${Math.round(mb * 10) / 10} MB` : `${Math.round(maxBytes / 1024)} KB`;
-  return new GatewayError(413, `request body is larger than ${shown} (MAX_BODY_MB)`);
+  const shown = gb >= 1 ? `${Math.round(gb * 10) / 10} GB` : mb >= 1 ? `${Math.round(mb * 10) / 10} MB` : `${Math.round(maxBytes / 1024)} KB`;
+  return new GatewayError(413, `request body is larger than ${shown} (${limitName})`);
 }
 
 /** Content codings the gateway cannot look inside: the body is refused rather than forwarded unchecked. */

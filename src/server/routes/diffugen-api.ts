@@ -11,7 +11,7 @@ import { openaiImagesResult } from "../format/openai-images.js";
 import { imagesOrThrow } from "../format/outcomes.js";
 import { seedStream } from "../format/seed-stream.js";
 import { readJson } from "../http-input.js";
-import { publicBaseUrl } from "../image-links.js";
+import { linksFor } from "../image-links.js";
 import { startRequestJob } from "../request-job.js";
 import type { AppEnv, ServerContext } from "../server-context.js";
 import { streamJob } from "../sse.js";
@@ -48,24 +48,24 @@ export function diffugenApiRoutes(ctx: ServerContext) {
       const input = seedJob(ctx, await readJson(c, seedBody), family);
       const { job } = startRequestJob(c, ctx, input, { events: false });
       const outcome = imagesOrThrow(await job.outcome, seedParams);
-      return c.json(formatSeedResult(outcome, publicBaseUrl(c, ctx.options.publicBaseUrl), input.request.prompt));
+      return c.json(formatSeedResult(outcome, linksFor(c, ctx), input.request.prompt));
     });
     app.post(`${route}/stream`, async (c) => {
       const input = seedJob(ctx, await readJson(c, seedBody), family);
-      const base = publicBaseUrl(c, ctx.options.publicBaseUrl);
+      const links = linksFor(c, ctx);
       const started = startRequestJob(c, ctx, input);
-      const formatter = seedStream({ result: (outcome) => formatSeedResult(outcome, base, input.request.prompt), needsImageData: false, params: seedParams });
+      const formatter = seedStream({ result: (outcome) => formatSeedResult(outcome, links, input.request.prompt), needsImageData: false, params: seedParams });
       return streamJob(c, started, formatter, ctx.options);
     });
   }
   app.post("/v1/images/generations/stream", async (c) => {
     const body = await readJson(c, z.object({ prompt: z.string({ error: "prompt is required" }), ...openaiImageOptions }));
     const input = admit(ctx, imageJobInput(body.prompt, body), openaiImageParams);
-    const base = publicBaseUrl(c, ctx.options.publicBaseUrl);
+    const links = linksFor(c, ctx);
     const responseFormat = body.response_format;
     const started = startRequestJob(c, ctx, input);
     const formatter = seedStream({
-      result: (outcome, images) => openaiImagesResult(outcome, { responseFormat, base, images, now: Date.now() }),
+      result: (outcome, images) => openaiImagesResult(outcome, { responseFormat, links, images, now: Date.now() }),
       needsImageData: responseFormat !== "url",
       params: openaiImageParams,
       // Under /v1 and OpenAI-compatible: its errors are OpenAI's, before the stream (errors.ts

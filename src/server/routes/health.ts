@@ -3,6 +3,7 @@ import { locateExecutable } from "../../config/index.js";
 import { sdCliVersion } from "../../diffusion/index.js";
 import type { GateStatus } from "../../gpu/index.js";
 import { checkOllama, OllamaProbe, type ResidentModel } from "../../llm/index.js";
+import { apiKeyCheck } from "../auth.js";
 import type { AppEnv, ServerContext } from "../server-context.js";
 
 /** Each Ollama request of a health check gives up after this long. */
@@ -11,7 +12,10 @@ const ollamaTimeoutMs = 2_000;
 /**
  * GET /health (open, no API key): is this server able to chat and draw right now?
  * Always 200 while the process serves (a liveness check); `status` says `ok` when Ollama
- * answers and the program that draws is found (sd-cli, or sd-server with SD_BACKEND), `degraded` otherwise, with the details: Ollama's version,
+ * answers and the program that draws is found (sd-cli, or sd-server with SD_BACKEND),
+ * `degraded` otherwise. With API_KEY set, a request without the key gets `{status}` alone:
+ * paths, versions and model files tell a stranger too much about the box. With the key (or
+ * none set) come the details: Ollama's version,
  * the models it holds in memory now (/api/ps), sd-cli's `--version` line (run once and
  * cached), the backend setting, which one drew last and the burst's sd-server (model, pid,
  * port) while one is up, every registry model with its files and whether each is on disk, what the
@@ -22,7 +26,10 @@ export function healthRoutes(ctx: ServerContext) {
   const { config, registry, scheduler, sdEnv, backends } = ctx.deps;
   // A probe, not the scheduler's residency: /health reads /api/ps and can unload nothing.
   const ollamaProbe = new OllamaProbe(config.llm, { requestTimeoutMs: ollamaTimeoutMs });
+  const key = apiKeyCheck(ctx.options.apiKey);
   return new Hono<AppEnv>().get("/", async (c) => {
+    const verdict = key(c);
+    const detailed = verdict === "open" || verdict === "valid";
     const signal = c.var.clientSignal;
     const sdPath = locateExecutable(config.sd.bin);
     const serverPath = config.sd.backend === "cli" ? undefined : locateExecutable(config.sd.serverBin);
@@ -45,6 +52,7 @@ export function healthRoutes(ctx: ServerContext) {
     // Drawing works when the program SD_BACKEND asks for is there (auto: either one).
     const canDraw = config.sd.backend === "server" ? serverPath !== undefined : sdPath !== undefined || serverPath !== undefined;
     const ok = ollama.reachable && canDraw;
+    if (!detailed) return c.json({ status: ok ? "ok" : "degraded" });
     const backend = backends.health();
     return c.json({
       status: ok ? "ok" : "degraded",

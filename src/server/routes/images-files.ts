@@ -8,10 +8,11 @@ import type { AppEnv, ServerContext } from "../server-context.js";
 
 /**
  * GET /images/<file>: the generated images, for `url` responses and the markdown links in
- * chat answers. Behind the API key like every route but /health: OpenWebUI fetches `url`
- * answers with its bearer header (and chat answers carry the picture inline as
- * `delta.images`). Only a plain file name directly in OUTPUT_DIR is served: no
- * separators, no dot-dot, no symlink out, no preview files, nothing of a job that failed.
+ * chat answers. With API_KEY set it needs the key, or a link this server signed and that
+ * has not expired (security/image-access.ts checks either before this runs), which is what
+ * answers hand out, so a browser loads them without a header. Only a plain file name
+ * directly in OUTPUT_DIR is served: no separators, no dot-dot, no symlink out, no preview
+ * files, nothing of a job that failed.
  */
 
 const servableName = /^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*\.(png|jpe?g|webp)$/;
@@ -27,8 +28,9 @@ export function imagesFilesRoutes(ctx: ServerContext) {
     const ext = path.extname(file).slice(1).toLowerCase();
     return c.body(new Uint8Array(await readFile(file)), 200, {
       "Content-Type": contentTypes[ext] ?? "application/octet-stream",
-      // Output names are unique: a file never changes once written.
-      "Cache-Control": "public, max-age=31536000, immutable",
+      // Output names are unique: a file never changes once written. Behind a key, only the
+      // browser that was allowed to load it may keep it, not a shared cache.
+      "Cache-Control": `${ctx.options.apiKey === undefined ? "public" : "private"}, max-age=31536000, immutable`,
       "X-Content-Type-Options": "nosniff",
     });
   });

@@ -6,7 +6,8 @@ import { formatJob, formatJobEvent } from "../format/job-view.js";
 import { admit } from "../fields/admit.js";
 import { openaiImageParams } from "../fields/openai-fields.js";
 import { readJson } from "../http-input.js";
-import { publicBaseUrl } from "../image-links.js";
+import { linksFor } from "../image-links.js";
+import { claimStream } from "../security/stream-slots.js";
 import type { AppEnv, ServerContext } from "../server-context.js";
 import { sseResponse } from "../sse.js";
 import { imageJobInput, openaiImageOptions } from "./openai-images.js";
@@ -49,9 +50,9 @@ export function jobsRoutes(ctx: ServerContext) {
     const input = admit(ctx, imageJobInput(body.prompt, body), openaiImageParams);
     // No client signal: a background job runs until it ends or is cancelled.
     const job = runner.start(input, { events: false });
-    const base = publicBaseUrl(c, ctx.options.publicBaseUrl);
-    c.header("Location", `${base}/v1/jobs/${job.id}`);
-    return c.json(formatJob(jobOr404(job.id), base), 202);
+    const links = linksFor(c, ctx);
+    c.header("Location", `${links.base}/v1/jobs/${job.id}`);
+    return c.json(formatJob(jobOr404(job.id), links), 202);
   });
 
   app.get("/jobs", (c) => {
@@ -61,10 +62,10 @@ export function jobsRoutes(ctx: ServerContext) {
       throw invalidRequest(issue.message, String(issue.path[0] ?? "limit"));
     }
     const { limit, before } = parsed.data;
-    const base = publicBaseUrl(c, ctx.options.publicBaseUrl);
+    const links = linksFor(c, ctx);
     // One more than asked tells whether there is a next page.
     const page = runner.list({ limit: limit + 1, before });
-    const data = page.slice(0, limit).map((job) => formatJob(job, base));
+    const data = page.slice(0, limit).map((job) => formatJob(job, links));
     return c.json({
       object: "list",
       data,
@@ -74,7 +75,7 @@ export function jobsRoutes(ctx: ServerContext) {
     });
   });
 
-  app.get("/jobs/:id", (c) => c.json(formatJob(jobOr404(c.req.param("id")), publicBaseUrl(c, ctx.options.publicBaseUrl))));
+  app.get("/jobs/:id", (c) => c.json(formatJob(jobOr404(c.req.param("id")), linksFor(c, ctx))));
 
   app.get("/jobs/:id/events", (c) => {
     const id = c.req.param("id");
@@ -82,11 +83,12 @@ export function jobsRoutes(ctx: ServerContext) {
     const resumeFrom = c.req.header("Last-Event-ID") ?? c.req.query("after") ?? "0";
     const after = afterSeq.safeParse(resumeFrom.trim());
     if (!after.success) throw invalidRequest("Last-Event-ID (or after) must be an event id from this job's stream", "after");
-    const base = publicBaseUrl(c, ctx.options.publicBaseUrl);
+    const links = linksFor(c, ctx);
+    claimStream(c);
     return sseResponse(c, { heartbeatMs: ctx.options.heartbeatMs, log: ctx.options.log }, async (sink) => {
       // Following never cancels: only POST /cancel (or the job's own request) does.
       for await (const stored of runner.follow(id, after.data, sink.signal)) {
-        const { event, data } = formatJobEvent(stored, () => runner.get(id), base);
+        const { event, data } = formatJobEvent(stored, () => runner.get(id), links);
         await sink.send(data, event, stored.seq);
       }
     });
@@ -103,7 +105,7 @@ export function jobsRoutes(ctx: ServerContext) {
     }
     // Cancelling settles the answer quickly (sd-cli is stopped; the GPU goes back meanwhile).
     await runner.whenAnswered(id);
-    return c.json(formatJob(jobOr404(id), publicBaseUrl(c, ctx.options.publicBaseUrl)));
+    return c.json(formatJob(jobOr404(id), linksFor(c, ctx)));
   });
 
   return app;

@@ -4,13 +4,15 @@ import type { Context, Handler } from "hono";
 import { AcquireAbortedError, QueueFullError, SchedulerClosedError, type GpuLease } from "../../gpu/index.js";
 import type { GatewayCallKind } from "../../metrics/index.js";
 import { apiKeyAuth } from "../auth.js";
-import { ApiError } from "../errors.js";
+import { ApiError, errorHeaders } from "../errors.js";
+import { modelUploadRoutes, streamsAnswer } from "../gateway/gateway-limits.js";
 import { leaseBoundBody, type BodyEnd } from "../gateway/lease-bound-body.js";
 import { classifyOllamaCall, isBlobDigest, modelNameProblem, type OllamaCall } from "../gateway/ollama-calls.js";
 import { GatewayError, gatewayErrorResponse } from "../gateway/ollama-errors.js";
-import { checkModelFields, multipartModel, parseJsonObject, readBodyWithin, refuseEncodedBody } from "../gateway/ollama-request-body.js";
+import { checkModelFields, multipartModel, parseJsonObject, readBodyWithin, refuseEncodedBody, streamWithin } from "../gateway/ollama-request-body.js";
 import { matchOllamaRoute, type OllamaRoute } from "../gateway/ollama-routes.js";
 import { callOllama } from "../gateway/upstream.js";
+import { claimStream } from "../security/stream-slots.js";
 import type { AppEnv, ServerContext } from "../server-context.js";
 
 /**
@@ -27,10 +29,12 @@ import type { AppEnv, ServerContext } from "../server-context.js";
  * lists, shows, pulls and blobs need no lease.
  *
  * Refusals are the gateway's own and come before anything is forwarded: the API key (401),
- * unknown routes (404/405), bodies that are too big (413; blob uploads stream through
- * unbounded), not JSON or name a bad model, file or blob (400), a full queue (429 with
- * Retry-After), shutdown (503), Ollama unreachable (502). All in Ollama's error shape for
- * the route (gateway/ollama-errors.ts).
+ * unknown routes (404/405), bodies that are too big (413: MAX_BODY_MB, or MAX_MODEL_UPLOAD_GB
+ * for the model uploads, which stream through counted), not JSON or name a bad model, file or
+ * blob (400), too many streams open from the client (429, MAX_STREAMS_PER_CLIENT), a full
+ * queue (429 with Retry-After), shutdown (503), Ollama unreachable (502); a body that stops
+ * arriving is cut off (408, BODY_TIMEOUT_S). All in Ollama's error shape for the route
+ * (gateway/ollama-errors.ts).
  */
 
 /** Where the main listener serves the gateway: the base URL Ollama clients are given is `http://HOST:PORT/ollama`. */
@@ -53,6 +57,8 @@ export interface OllamaGatewayOptions {
 /** What a call is once its body has been read and checked. */
 interface PreparedCall {
   call: OllamaCall;
+  /** Ollama answers it with a stream (NDJSON or SSE): it takes one of the client's stream slots. */
+  streams: boolean;
   /** The path and query sent to Ollama. */
   upstreamPath: string;
   body: Uint8Array | ReadableStream<Uint8Array> | null;
@@ -136,6 +142,11 @@ export function ollamaGatewayHandler(ctx: ServerContext, options: OllamaGatewayO
     try {
       upstream = await callOllama(baseUrl, { method: c.req.method, path: prepared.upstreamPath, headers: c.req.raw.headers, body: prepared.body, signal });
     } catch (err) {
+      // The upload's own failure (too large, stalled): the client's doing, not Ollama's.
+      if (err instanceof GatewayError || err instanceof ApiError) {
+        metrics.callFinished({ route: route.pattern, kind, status: err.status });
+        throw err;
+      }
       const status = signal.aborted ? 499 : 502;
       metrics.callFinished({ route: route.pattern, kind, status });
       throw status === 499 ? clientGoneError() : unreachable(baseUrl, err);
@@ -166,13 +177,16 @@ export function ollamaGatewayHandler(ctx: ServerContext, options: OllamaGatewayO
       }
       const route = match.route;
       routeLabel = route.pattern;
-      const prepared = await prepare(c, route, match.params, url.search, ctx.options.maxBodyBytes);
+      const prepared = await prepare(c, route, match.params, url.search, { body: ctx.options.maxBodyBytes, modelUpload: ctx.options.maxModelUploadBytes });
       kind = prepared.call.kind;
+      if (prepared.streams) claimStream(c);
       // Ends the call when its client goes (shutdown cuts a gated answer still relaying too: leaseBoundBody).
       const signal = c.var.clientSignal ?? c.req.raw.signal;
       if (prepared.call.kind === "gated") return await serveGated(c, signal, route, prepared, prepared.call.model, startedAt);
       return await serveAtOnce(c, signal, route, prepared);
-    } catch (err) {
+    } catch (caught) {
+      // DiffuGen's own refusals (the stream limit, a body cut off) in Ollama's shape.
+      const err = caught instanceof ApiError ? new GatewayError(caught.status, caught.message, retryAfterOf(caught)) : caught;
       if (err instanceof GatewayError) {
         // Refused before it was classified (key, route, body); a classified call counted itself.
         if (kind === "refused") metrics.callFinished({ route: routeLabel, kind: "refused", status: err.status });
@@ -185,34 +199,51 @@ export function ollamaGatewayHandler(ctx: ServerContext, options: OllamaGatewayO
   };
 }
 
+/** Body limits: MAX_BODY_MB for every call but the model uploads, which get MAX_MODEL_UPLOAD_GB. */
+interface BodyLimits {
+  body: number;
+  modelUpload: number;
+}
+
 /** Reads and checks the call's body for its route, and decides what the call is. */
-async function prepare(c: Context<AppEnv>, route: OllamaRoute, params: Record<string, string>, search: string, maxBodyBytes: number): Promise<PreparedCall> {
+async function prepare(c: Context<AppEnv>, route: OllamaRoute, params: Record<string, string>, search: string, limits: BodyLimits): Promise<PreparedCall> {
   const request = c.req.raw;
   const upstreamPath = `${pathFor(route, params)}${search}`;
+  const upload = modelUploadRoutes.has(route.pattern);
+  const maxBytes = upload ? limits.modelUpload : limits.body;
+  const limitName = upload ? "MAX_MODEL_UPLOAD_GB" : "MAX_BODY_MB";
   switch (route.body) {
     case "none":
-      return { call: { kind: "management" }, upstreamPath, body: null };
+      return { call: { kind: "management" }, streams: false, upstreamPath, body: null };
     case "stream":
-      // A blob upload: as many gigabytes as the model has, streamed through untouched.
-      return { call: { kind: "management" }, upstreamPath, body: request.body };
+      // A blob upload: as many gigabytes as the model has, streamed through, never buffered.
+      return { call: { kind: "management" }, streams: false, upstreamPath, body: streamWithin(request, maxBytes, limitName) };
     case "raw":
       refuseEncodedBody(request);
-      return { call: { kind: "management" }, upstreamPath, body: await readBodyWithin(request, maxBodyBytes) };
+      return { call: { kind: "management" }, streams: false, upstreamPath, body: await readBodyWithin(request, maxBytes, limitName) };
     case "multipart": {
       refuseEncodedBody(request);
-      const bytes = await readBodyWithin(request, maxBodyBytes);
+      const bytes = await readBodyWithin(request, maxBytes, limitName);
       const model = await multipartModel(bytes, request.headers.get("content-type"));
-      return { call: checkedCall(route, { model }), upstreamPath, body: bytes };
+      return { call: checkedCall(route, { model }), streams: false, upstreamPath, body: bytes };
     }
     case "json": {
       refuseEncodedBody(request);
-      const bytes = await readBodyWithin(request, maxBodyBytes);
+      // /api/create's body is a JSON manifest naming blobs already uploaded; it is read whole
+      // like any other (its model names are checked), under the upload limit.
+      const bytes = await readBodyWithin(request, maxBytes, limitName);
       const body = parseJsonObject(bytes);
       checkModelFields(route.pattern, body);
       // The bytes as the client sent them, not a re-serialisation: Ollama reads what was written.
-      return { call: checkedCall(route, body), upstreamPath, body: bytes };
+      return { call: checkedCall(route, body), streams: streamsAnswer(route.pattern, body), upstreamPath, body: bytes };
     }
   }
+}
+
+/** An API error's Retry-After, as the gateway's headers. */
+function retryAfterOf(err: ApiError): Record<string, string> {
+  const retryAfter = errorHeaders(err)["Retry-After"];
+  return retryAfter === undefined ? {} : { "Retry-After": retryAfter };
 }
 
 /** The call a body makes on its route; a call that would load a model must name a valid one. */

@@ -6,11 +6,11 @@ import { invalidRequest } from "../errors.js";
 import { admit } from "../fields/admit.js";
 import { field, filledByRoute, option, paramNamesOf, requestOf, shapeOf, type FieldTable } from "../fields/field-table.js";
 import { imageModelOf, openaiGenerationFields, sizeField } from "../fields/openai-fields.js";
-import { chatAnswer, type ImageLinks } from "../format/chat-answer.js";
+import { chatAnswer, type ChatImageLinks } from "../format/chat-answer.js";
 import { previousPromptIn, roughTokens, withoutImages, type ChunkMeta } from "../format/chat-completions.js";
 import { chatStream } from "../format/chat-stream.js";
 import { flag, readJson } from "../http-input.js";
-import { publicBaseUrl } from "../image-links.js";
+import { linksFor } from "../image-links.js";
 import { imageDataOf, startRequestJob } from "../request-job.js";
 import type { AppEnv, ServerContext } from "../server-context.js";
 import { streamJob } from "../sse.js";
@@ -63,10 +63,10 @@ export function openaiChatRoutes(ctx: ServerContext) {
       chatParams,
     );
     const meta: ChunkMeta = { id: `chatcmpl-${randomBytes(12).toString("hex")}`, created: Math.floor(Date.now() / 1000), model: body.model };
-    const base = publicBaseUrl(c, ctx.options.publicBaseUrl);
-    // With an API key a browser cannot load /images/* from markdown: link the picture
-    // instead of embedding it (clients show it from `images`).
-    const links: ImageLinks = { base, embed: ctx.options.apiKey === undefined };
+    // A browser loads `![](url)` with no header: embedded when the link needs no key (none
+    // set, or the link is signed); with API_KEY and IMAGE_URL_TTL_S=0, linked instead
+    // (clients show the picture from `images`).
+    const links: ChatImageLinks = { ...linksFor(c, ctx), embed: ctx.options.apiKey === undefined || ctx.imageSigner !== undefined };
     const promptTokens = roughTokens(conversation.allText);
 
     if (!body.stream) {

@@ -10,7 +10,7 @@ import { openaiImageStream } from "../format/openai-image-stream.js";
 import { openaiImagesBody, type ImageEventPrefix } from "../format/openai-images.js";
 import { imagesOrThrow } from "../format/outcomes.js";
 import { parseSize, readJson } from "../http-input.js";
-import { publicBaseUrl } from "../image-links.js";
+import { linksFor } from "../image-links.js";
 import { imageDataOf, startRequestJob, type RequestJob } from "../request-job.js";
 import type { AppEnv, ServerContext } from "../server-context.js";
 import { streamJob } from "../sse.js";
@@ -71,13 +71,13 @@ export async function answerImageJob(
   body: OpenAIImageOptions,
   options: ImageJobOptions,
 ): Promise<Response> {
-  const base = publicBaseUrl(c, ctx.options.publicBaseUrl);
+  const links = linksFor(c, ctx);
   const quality = body.quality ?? "auto";
   if (!body.stream) {
     const { job } = startReleasing(c, ctx, input, { events: false }, options.release);
     const outcome = imagesOrThrow(await job.outcome, options.params);
     const images = body.response_format === "url" ? [] : await imageDataOf(outcome);
-    return c.json(openaiImagesBody(outcome, { responseFormat: body.response_format, quality, base, images, now: Date.now() }));
+    return c.json(openaiImagesBody(outcome, { responseFormat: body.response_format, quality, links, images, now: Date.now() }));
   }
 
   const started = startReleasing(c, ctx, input, {}, options.release);
@@ -87,7 +87,7 @@ export async function answerImageJob(
     partialImages: body.partial_images ?? 0,
     size: requested.width ? `${requested.width}x${requested.height}` : "auto",
     quality,
-    base,
+    links,
     params: options.params,
   });
   return streamJob(c, started, formatter, ctx.options);

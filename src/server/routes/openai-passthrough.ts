@@ -12,6 +12,7 @@ import { describeGpuWait, describeGpuWaitOver } from "../gateway/openai-wait-sta
 import { sseHeaders, waitingStream, Wakeup, type OpenAiErrorObject } from "../gateway/openai-wait-stream.js";
 import { callOllama } from "../gateway/upstream.js";
 import { parseWith } from "../http-input.js";
+import { claimStream } from "../security/stream-slots.js";
 import type { AppEnv, ServerContext } from "../server-context.js";
 
 /**
@@ -72,6 +73,8 @@ async function passThrough(ctx: ServerContext, options: PassthroughOptions, rout
     throw invalidRequest(`'${body.model}' is one of DiffuGen's drawing models; /v1${route} needs an Ollama model`, "model", "model_not_supported");
   }
 
+  // A streamed answer takes one of the client's stream slots before it queues for the GPU.
+  if (body.stream === true) claimStream(c);
   const scheduler = ctx.deps.scheduler;
   const baseUrl = ctx.deps.config.llm.baseUrl;
   const jobId = `openai-${randomUUID()}`;

@@ -7,6 +7,7 @@ import { roughTokens } from "../../../src/server/format/chat-completions.js";
 import { chatStream, type ChatStreamOptions } from "../../../src/server/format/chat-stream.js";
 import type { Frame } from "../../../src/server/format/stream-formatter.js";
 import { fakeImageData, framesOf, outcomeOf, sequence } from "./sequences.js";
+import { imageLinks } from "../../../src/server/image-links.js";
 
 const meta = { id: "chatcmpl-test", created: 1_700_000_000, model: "diffugen" };
 /** The job's start, then its answer 12.34 s later. */
@@ -17,7 +18,7 @@ const clock = () => {
 const chatParams = { prompt: "messages", width: "size", height: "size", model: "model" };
 const options = (more: Partial<ChatStreamOptions> = {}): ChatStreamOptions => ({
   meta,
-  links: { base: "http://h", embed: true },
+  links: { ...imageLinks("http://h"), embed: true },
   includeUsage: true,
   promptTokens: 7,
   params: chatParams,
@@ -78,7 +79,7 @@ describe("the chat stream, over recorded jobs", () => {
   });
 
   it("without include_usage: no usage chunk; with an API key: a link, not an embed", async () => {
-    const { frames } = await framesOf(sequence("chat-draw"), chatStream(options({ includeUsage: false, links: { base: "http://h", embed: false } })));
+    const { frames } = await framesOf(sequence("chat-draw"), chatStream(options({ includeUsage: false, links: { ...imageLinks("http://h"), embed: false } })));
     expect(chunks(frames).some((c) => c.usage)).toBe(false);
     expect(deltas(frames).map((d) => d.content ?? "").join("")).toMatch(/^\[[^\]]+\]\(http:\/\/h\/images\//);
   });
@@ -149,7 +150,7 @@ describe("the chat stream, over recorded jobs", () => {
 describe("the chat answer without stream", () => {
   it("one chat.completion with the picture, the reasoning and the link", () => {
     const outcome = outcomeOf(sequence("chat-draw")).outcome;
-    const answer = chatAnswer(outcome, { meta, links: { base: "http://h", embed: true }, promptTokens: 7, images: [fakeImageData(0)], params: chatParams });
+    const answer = chatAnswer(outcome, { meta, links: { ...imageLinks("http://h"), embed: true }, promptTokens: 7, images: [fakeImageData(0)], params: chatParams });
     const message = answer.choices[0]!.message;
     expect(answer).toMatchObject({ object: "chat.completion", id: meta.id, choices: [{ finish_reason: "stop" }] });
     expect(message.images).toEqual([{ type: "image_url", image_url: { url: `data:image/png;base64,${fakeImageData(0)}` } }]);
@@ -161,7 +162,7 @@ describe("the chat answer without stream", () => {
     const failed: JobOutcome = { kind: "failed", error: { code: "invalid_request", message: "LoRA 'x' not found", param: "prompt", node: "diffuse" }, warnings: [] };
     let thrown: unknown;
     try {
-      chatAnswer(failed, { meta, links: { base: "http://h", embed: true }, promptTokens: 1, images: [], params: chatParams });
+      chatAnswer(failed, { meta, links: { ...imageLinks("http://h"), embed: true }, promptTokens: 1, images: [], params: chatParams });
     } catch (err) {
       thrown = err;
     }

@@ -6,6 +6,7 @@ import { openaiImagesBody, openaiImagesResult, zeroImageUsage } from "../../../s
 import { imagesOrThrow, type ImagesOutcome } from "../../../src/server/format/outcomes.js";
 import type { Frame } from "../../../src/server/format/stream-formatter.js";
 import { fakeImageData, framesOf, outcomeOf, progressEvents, sequence } from "./sequences.js";
+import { imageLinks } from "../../../src/server/image-links.js";
 
 const now = 1_700_000_123_456;
 const options = (more: Partial<OpenAIImageStreamOptions> = {}): OpenAIImageStreamOptions => ({
@@ -13,7 +14,7 @@ const options = (more: Partial<OpenAIImageStreamOptions> = {}): OpenAIImageStrea
   partialImages: 0,
   size: "64x64",
   quality: "auto",
-  base: "http://h",
+  links: imageLinks("http://h"),
   params: openaiImageParams,
   clock: () => now,
   ...more,
@@ -139,7 +140,7 @@ describe("OpenAI's data[], built once for both answers", () => {
   const images = [fakeImageData(0), fakeImageData(1)];
 
   it("POST /v1/images/generations: base64 by default, links with response_format url", () => {
-    const b64 = openaiImagesBody(outcome, { responseFormat: undefined, quality: "hd", base: "http://h", images, now });
+    const b64 = openaiImagesBody(outcome, { responseFormat: undefined, quality: "hd", links: imageLinks("http://h"), images, now });
     expect(b64).toEqual({
       created: Math.floor(now / 1000),
       data: [
@@ -152,19 +153,19 @@ describe("OpenAI's data[], built once for both answers", () => {
       size: "64x64",
       usage: zeroImageUsage,
     });
-    const urls = openaiImagesBody(outcome, { responseFormat: "url", quality: "auto", base: "http://h", images: [], now });
+    const urls = openaiImagesBody(outcome, { responseFormat: "url", quality: "auto", links: imageLinks("http://h"), images: [], now });
     expect(urls.data.map((d) => Object.keys(d))).toEqual([
       ["url", "revised_prompt", "seed"],
       ["url", "revised_prompt", "seed"],
     ]);
     expect(urls.data[1]).toMatchObject({ url: `http://h/images/${path.basename(outcome.images[1]!.path)}` });
     // Base64 that was never read is a failure, not an image without data.
-    expect(() => openaiImagesBody(outcome, { responseFormat: "b64_json", quality: "auto", base: "http://h", images: [], now })).toThrow(/not read/);
+    expect(() => openaiImagesBody(outcome, { responseFormat: "b64_json", quality: "auto", links: imageLinks("http://h"), images: [], now })).toThrow(/not read/);
   });
 
   it("the seed-API stream's `done` carries the same data[]", () => {
-    const result = openaiImagesResult(outcome, { responseFormat: undefined, base: "http://h", images, now });
-    expect(result.data).toEqual(openaiImagesBody(outcome, { responseFormat: undefined, quality: "auto", base: "http://h", images, now }).data);
+    const result = openaiImagesResult(outcome, { responseFormat: undefined, links: imageLinks("http://h"), images, now });
+    expect(result.data).toEqual(openaiImagesBody(outcome, { responseFormat: undefined, quality: "auto", links: imageLinks("http://h"), images, now }).data);
     expect(result).toMatchObject({ output_format: "png", size: "64x64", usage: zeroImageUsage });
     expect(result).not.toHaveProperty("background");
   });

@@ -7,10 +7,11 @@ import { openaiImagesResult } from "../../../src/server/format/openai-images.js"
 import { seedStream } from "../../../src/server/format/seed-stream.js";
 import type { Frame } from "../../../src/server/format/stream-formatter.js";
 import { fakeImageData, framesOf, outcomeOf, sequence } from "./sequences.js";
+import { imageLinks } from "../../../src/server/image-links.js";
 
 const now = Date.UTC(2026, 0, 2, 3, 4, 5);
 const seedOptions = {
-  result: (outcome: Parameters<typeof formatSeedResult>[0]) => formatSeedResult(outcome, "http://h", "a red fox"),
+  result: (outcome: Parameters<typeof formatSeedResult>[0]) => formatSeedResult(outcome, imageLinks("http://h"), "a red fox"),
   needsImageData: false,
   params: seedParams,
   clock: () => now,
@@ -55,7 +56,7 @@ describe("the seed API's stream, over recorded jobs", () => {
     expect(new Set(messages).size).toBe(messages.length);
     expect(progress.at(-1)).toEqual({ phase: "complete", progress: 100, message: "Image ready", step: 8, total_steps: 8, eta_seconds: 0, timestamp: new Date(now).toISOString() });
     if (outcome.kind !== "images") throw new Error("expected images");
-    expect(frames.at(-1)!.data).toEqual({ done: true, ...formatSeedResult(outcome, "http://h", "a red fox") });
+    expect(frames.at(-1)!.data).toEqual({ done: true, ...formatSeedResult(outcome, imageLinks("http://h"), "a red fox") });
     expect(frames.at(-1)!.data).toMatchObject({ success: true, model: "sd15", prompt: "a red fox, highly detailed", original_prompt: "a red fox" });
     expect(imagesRead).toBe(0);
     expect(frames.every((f) => typeof f.seq === "number")).toBe(true);
@@ -130,7 +131,7 @@ describe("the seed API's stream, over recorded jobs", () => {
     const recorded = sequence("batch");
     const withData = (responseFormat: "url" | undefined) =>
       seedStream({
-        result: (outcome, images) => openaiImagesResult(outcome, { responseFormat, base: "http://h", images, now }),
+        result: (outcome, images) => openaiImagesResult(outcome, { responseFormat, links: imageLinks("http://h"), images, now }),
         needsImageData: responseFormat !== "url",
         params: seedParams,
       });
