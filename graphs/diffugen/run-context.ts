@@ -67,11 +67,13 @@ export class LeaseSlot {
   #lease: GpuLease | undefined;
   #claimed = false;
   #released: Promise<ReleaseOutcome> | undefined;
+  #besideLlm = false;
 
   constructor(private readonly runSignal: AbortSignal) {}
 
   hold(lease: GpuLease): void {
     this.#lease = lease;
+    this.#besideLlm = lease.besideLlm === true;
     this.#claimed = false;
     // Nobody will ask for the outcome of an aborted run: release without keeping it.
     const onAbort = () => {
@@ -104,6 +106,11 @@ export class LeaseSlot {
     const outcome = this.release();
     this.#released = undefined;
     return outcome;
+  }
+
+  /** Whether the last lease held was a drawing beside the resident LLM (VRAM_POLICY=fit). */
+  get besideLlm(): boolean {
+    return this.#besideLlm;
   }
 
   /** Whether a lease is held (not yet given back). */

@@ -4,13 +4,20 @@
  * "unloading the LLM", "reloading the LLM").
  */
 
-/** `llm`: shared by any number of leases. `diffusion`: exclusive, and only with the LLM out of VRAM. */
+/**
+ * `llm`: shared by any number of leases. `diffusion`: exclusive among diffusion jobs, and
+ * only with the LLM out of VRAM, unless VRAM_POLICY=fit found it fits beside the LLM.
+ */
 export type GpuPhase = "llm" | "diffusion";
 
 export type GpuEvent =
   /** Sent on enqueue and whenever the place in line changes. `position` is 1-based; `ahead` = position - 1. */
   | { type: "queued"; phase: GpuPhase; position: number; ahead: number }
   | { type: "granted"; phase: GpuPhase; waitedMs: number }
+  /** VRAM_POLICY=fit: the job runs beside the resident LLM, nothing is moved out. */
+  | { type: "fits_beside_llm"; message: string; models: string[]; needMiB?: number | undefined; freeMiB?: number | undefined; totalMiB?: number | undefined }
+  /** VRAM_POLICY=fit: the job does not fit beside the LLM; the LLM is moved out as usual. */
+  | { type: "needs_whole_gpu"; message: string }
   /** The LLM is being taken out of VRAM for this (diffusion) job. */
   | { type: "unloading_llm" }
   | {

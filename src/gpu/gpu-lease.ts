@@ -9,6 +9,8 @@ export type ReleaseOutcome =
   | { kind: "llm_reloaded"; report: ReloadReport }
   /** The reload failed (recorded in stats; the next LLM acquire tries again). */
   | { kind: "llm_reload_failed"; error: string }
+  /** VRAM_POLICY=fit: the drawing ran beside the LLM, which never left: nothing to reload. */
+  | { kind: "llm_stayed" }
   /** Nothing for this job to wait for (an LLM lease, or a release during shutdown bookkeeping). */
   | { kind: "none" };
 
@@ -23,6 +25,8 @@ export interface GpuLease extends AsyncDisposable {
   readonly grantedAt: number;
   readonly waitedMs: number;
   readonly released: boolean;
+  /** A diffusion lease granted beside the resident LLM (VRAM_POLICY=fit); false when the LLM was moved out. */
+  readonly besideLlm?: boolean | undefined;
   /**
    * Gives the GPU back. Idempotent (every call returns the first call's promise) and never
    * rejects. For a diffusion lease it resolves once the transition it triggered is done:
@@ -42,6 +46,7 @@ export class GrantedLease implements GpuLease {
     readonly grantedAt: number,
     readonly waitedMs: number,
     private readonly giveBack: (lease: GrantedLease) => Promise<ReleaseOutcome>,
+    readonly besideLlm = false,
   ) {}
 
   get released(): boolean {

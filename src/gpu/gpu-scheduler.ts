@@ -8,6 +8,7 @@ import {
   SchedulerClosedError,
 } from "./errors.js";
 import type { DiffusionResidency } from "./diffusion-residency.js";
+import type { FitAdvisor, FitDecision, VramNeed } from "./fit-advisor.js";
 import type { GpuEvent, GpuEventListener, GpuPhase } from "./gpu-events.js";
 import { GrantedLease, type GpuLease, type ReleaseOutcome } from "./gpu-lease.js";
 import type { LlmResidency, ReloadReport, UnloadReport } from "./llm-residency.js";
@@ -58,6 +59,12 @@ export interface GpuSchedulerOptions {
    * is released, and its exit confirmed, before the LLM reload is asked for.
    */
   diffusion?: DiffusionResidency | undefined;
+  /**
+   * VRAM_POLICY=fit: asked whether a diffusion job fits beside the resident LLM. When it
+   * does, the job runs without the LLM leaving, and LLM calls for the models resident then
+   * keep being granted while it runs. Absent: every diffusion job swaps (VRAM_POLICY=swap).
+   */
+  fit?: FitAdvisor | undefined;
   /** Jobs that may wait; one more is refused with QueueFullError. Default 16. */
   maxQueue?: number | undefined;
   /** Diffusion jobs a batch may run while LLM work waits. Default 8. */
@@ -73,6 +80,12 @@ export interface AcquireOptions {
   signal?: AbortSignal | undefined;
   /** Queue position and swap events for this job (delivered asynchronously, in order). */
   onEvent?: GpuEventListener | undefined;
+  /** Diffusion: what the job will hold in VRAM (for VRAM_POLICY=fit). */
+  need?: VramNeed | undefined;
+  /** Diffusion: take the whole GPU even if it would fit beside the LLM (the retry after an out-of-memory). */
+  exclusive?: boolean | undefined;
+  /** LLM: the model the call uses, when known (beside a drawing, only resident models are served). */
+  model?: string | undefined;
 }
 
 /** Told the new holder each time the GPU changes hands (see GpuScheduler.onHolderChange). */
@@ -90,6 +103,11 @@ interface Job {
 interface Waiter extends Job {
   readonly phase: GpuPhase;
   readonly enqueuedAt: number;
+  readonly need: VramNeed | undefined;
+  readonly exclusive: boolean;
+  readonly model: string | undefined;
+  /** The fit check said no (or failed): this job swaps. */
+  fitRefused: boolean;
   /** The last position announced in a `queued` event. */
   announcedPosition: number | undefined;
   grant(lease: GpuLease): void;
@@ -107,6 +125,7 @@ type Step =
   | { kind: "granted_llm"; jobIds: string[] }
   | { kind: "granted_diffusion"; jobId: string }
   | { kind: "unloading"; forJobId: string }
+  | { kind: "checking_fit"; forJobId: string }
   | { kind: "reloading"; done: Promise<ReleaseOutcome> };
 
 type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
@@ -121,6 +140,7 @@ export class GpuScheduler {
 
   readonly #llm: LlmResidency;
   readonly #diffusion: DiffusionResidency | undefined;
+  readonly #fit: FitAdvisor | undefined;
   readonly #log: (message: string, fields: Record<string, unknown>) => void;
   readonly #now: () => number;
   readonly #llmState: LlmResidencyState;
@@ -129,19 +149,24 @@ export class GpuScheduler {
   #holder: Holder = IDLE;
   /** Waiting jobs in arrival order. */
   #queue: Waiter[] = [];
+  /** A diffusion job running beside the resident LLM (VRAM_POLICY=fit), and what was decided. */
+  #beside: { lease: GrantedLease; decision: FitDecision } | undefined;
+  /** The job whose fit check is running (one at a time; decisions wait for it). */
+  #fitCheck: Waiter | undefined;
   /** The diffusion batch in progress: set by a confirmed unload, ended by the next reload. */
   #batch: { jobs: number } | undefined;
   #closing = false;
   #onSettled: (() => void)[] = [];
   readonly #holderListeners = new Set<HolderChangeListener>();
   /** The holder the listeners were last told of. */
-  #announcedHolder: Holder = IDLE;
+  #announcedHolder: Holder | GrantedLease = IDLE;
 
   constructor(options: GpuSchedulerOptions) {
     this.maxQueue = positiveInteger("maxQueue", options.maxQueue ?? DEFAULT_MAX_QUEUE);
     this.maxBatch = positiveInteger("maxBatch", options.maxBatch ?? DEFAULT_MAX_BATCH);
     this.#llm = options.llm;
     this.#diffusion = options.diffusion;
+    this.#fit = options.fit;
     this.#log = options.log ?? (() => {});
     this.#now = options.now ?? Date.now;
     this.#llmState = new LlmResidencyState(this.#now);
@@ -157,7 +182,7 @@ export class GpuScheduler {
    * would not leave VRAM for this diffusion job.
    */
   acquire(phase: GpuPhase, options: AcquireOptions): Promise<GpuLease> {
-    const { jobId, signal, onEvent } = options;
+    const { jobId, signal, onEvent, need, exclusive, model } = options;
     const refused = this.#refusal(phase, jobId, signal);
     if (refused) return Promise.reject(refused);
 
@@ -167,6 +192,10 @@ export class GpuScheduler {
         jobId,
         phase,
         onEvent,
+        need,
+        exclusive: exclusive ?? false,
+        model,
+        fitRefused: false,
         enqueuedAt: this.#now(),
         announcedPosition: undefined,
         grant: (lease) => {
@@ -225,6 +254,7 @@ export class GpuScheduler {
       grants: { ...c.grants },
       diffusionBatches: { ...c.batches },
       rejected: { ...c.rejected },
+      fit: { ...c.fit },
     };
   }
 
@@ -285,12 +315,21 @@ export class GpuScheduler {
    * here: it hears about the reload it triggered.
    */
   #decide(cause: Job | undefined): Step {
-    if (this.#llmState.busy) return WAIT; // an unload or reload is running; its end comes back here
+    // An unload, a reload or a fit check is running; its end comes back here.
+    if (this.#llmState.busy || this.#fitCheck) return WAIT;
     const holder = this.#holder;
     if (holder.kind === "diffusion") return WAIT; // exclusive until released
 
     const nextDiffusion = this.#queue.find((w) => w.phase === "diffusion");
     const llmWaiting = this.#queue.some((w) => w.phase === "llm");
+
+    if (this.#beside) {
+      // A drawing beside the LLM: one diffusion job at a time, and the LLM keeps serving
+      // the models that were resident when the fit was decided.
+      return llmWaiting ? this.#grantLlmWaiters(this.#beside.decision.models) : WAIT;
+    }
+    // VRAM_POLICY=fit: before anything moves, ask whether the next drawing fits beside the LLM.
+    if (nextDiffusion && this.#mayFit(nextDiffusion)) return this.#startFitCheck(nextDiffusion);
 
     if (holder.kind === "llm") {
       // Rule 4: a waiting diffusion job closes the door on newcomers; the leases drain.
@@ -312,6 +351,56 @@ export class GpuScheduler {
     if (!llmWaiting) return "diffusion";
     if (this.#batch) return this.#batch.jobs < this.maxBatch ? "diffusion" : "llm";
     return this.#queue[0]?.phase;
+  }
+
+  /** Whether a fit check is worth asking for this job: fit policy on, the LLM not out, not refused before. */
+  #mayFit(waiter: Waiter): boolean {
+    return this.#fit !== undefined && !waiter.exclusive && !waiter.fitRefused && !this.#llmState.confirmedOut;
+  }
+
+  #startFitCheck(waiter: Waiter): Step {
+    this.#fitCheck = waiter;
+    const fit = this.#fit!;
+    void settle(() => fit.check(waiter.need)).then((result) =>
+      this.#safely("finishing a fit check", undefined, () => this.#finishFitCheck(waiter, result)),
+    );
+    return { kind: "checking_fit", forJobId: waiter.jobId };
+  }
+
+  #finishFitCheck(waiter: Waiter, result: Settled<FitDecision>): void {
+    this.#fitCheck = undefined;
+    const decision: FitDecision = result.ok
+      ? result.value
+      : { fits: false, message: `the GPU's memory could not be read (${errorMessage(result.error)}): moving the LLM out`, models: [] };
+    this.#counters.fit.last = decision;
+    const waiting = this.#queue.includes(waiter);
+    const canShare = !this.#llmState.confirmedOut && !this.#llmState.busy && this.#holder.kind !== "diffusion" && !this.#beside;
+    if (waiting && decision.fits && canShare) {
+      this.#grantBeside(waiter, decision);
+    } else if (waiting) {
+      waiter.fitRefused = true;
+      this.#counters.fit.wholeGpu += 1;
+      this.#log("diffusion needs the whole GPU", { jobId: waiter.jobId, reason: decision.message });
+      this.#emit(waiter, { type: "needs_whole_gpu", message: decision.message });
+    }
+    this.#advance();
+  }
+
+  #grantBeside(waiter: Waiter, decision: FitDecision): void {
+    this.#take(waiter);
+    this.#counters.fit.besideLlm += 1;
+    this.#emit(waiter, {
+      type: "fits_beside_llm",
+      message: decision.message,
+      models: decision.models,
+      needMiB: decision.needMiB,
+      freeMiB: decision.freeMiB,
+      totalMiB: decision.totalMiB,
+    });
+    const lease = this.#lease(waiter, true);
+    this.#beside = { lease, decision };
+    this.#log("GPU granted", { jobId: waiter.jobId, phase: "diffusion", besideLlm: decision.models, reason: decision.message });
+    waiter.grant(lease);
   }
 
   #serveDiffusion(next: Waiter): Step {
@@ -342,9 +431,14 @@ export class GpuScheduler {
     return { kind: "granted_diffusion", jobId: waiter.jobId };
   }
 
-  /** Grants every waiting LLM job (rule 3). */
-  #grantLlmWaiters(): Step {
-    const waiters = this.#queue.filter((w) => w.phase === "llm");
+  /**
+   * Grants every waiting LLM job (rule 3); beside a drawing, only those for the models
+   * resident when its fit was decided (or that name none: DiffuGen's own calls).
+   */
+  #grantLlmWaiters(onlyModels?: readonly string[]): Step {
+    const waiters = this.#queue.filter(
+      (w) => w.phase === "llm" && (onlyModels === undefined || w.model === undefined || onlyModels.includes(w.model)),
+    );
     if (waiters.length === 0) return WAIT;
     const holder = this.#holder;
     if (holder.kind === "diffusion" || this.#llmState.busy || this.#llmState.confirmedOut) {
@@ -362,13 +456,13 @@ export class GpuScheduler {
     return { kind: "granted_llm", jobIds: waiters.map((w) => w.jobId) };
   }
 
-  #lease(waiter: Waiter): GrantedLease {
+  #lease(waiter: Waiter, besideLlm = false): GrantedLease {
     const now = this.#now();
     const waitedMs = now - waiter.enqueuedAt;
     this.#counters.waits[waiter.phase].record(waitedMs);
     this.#counters.grants[waiter.phase] += 1;
     this.#emit(waiter, { type: "granted", phase: waiter.phase, waitedMs });
-    return new GrantedLease(waiter.jobId, waiter.phase, now, waitedMs, (lease) => this.#release(lease, waiter));
+    return new GrantedLease(waiter.jobId, waiter.phase, now, waitedMs, (lease) => this.#release(lease, waiter), besideLlm);
   }
 
   /** Called once per lease (GrantedLease makes release idempotent). */
@@ -384,6 +478,13 @@ export class GpuScheduler {
         this.#log("GPU released", { jobId: lease.jobId, phase: "llm", leases: holder.leases.size });
         this.#advance();
         return NOTHING;
+      }
+      if (this.#beside?.lease === lease) {
+        // The LLM never left: nothing to reload.
+        this.#beside = undefined;
+        this.#log("GPU released", { jobId: lease.jobId, phase: "diffusion", besideLlm: true });
+        this.#advance(job);
+        return { kind: "llm_stayed" };
       }
       if (holder.kind !== "diffusion" || holder.lease !== lease) {
         throw new GpuInvariantError(`diffusion lease of ${lease.jobId} released while GPU is ${holder.kind}`);
@@ -562,6 +663,8 @@ export class GpuScheduler {
   get #settled(): boolean {
     return (
       this.#holder.kind === "idle" &&
+      this.#beside === undefined &&
+      this.#fitCheck === undefined &&
       this.#queue.length === 0 &&
       !this.#llmState.busy &&
       !this.#llmState.confirmedOut
@@ -569,6 +672,7 @@ export class GpuScheduler {
   }
 
   #heldPhase(jobId: string): GpuPhase | undefined {
+    if (this.#beside?.lease.jobId === jobId) return "diffusion";
     const holder = this.#holder;
     if (holder.kind === "diffusion") return holder.lease.jobId === jobId ? "diffusion" : undefined;
     if (holder.kind === "llm") {
@@ -578,6 +682,11 @@ export class GpuScheduler {
   }
 
   #holderState(): GpuHolderState {
+    const beside = this.#beside;
+    if (beside) {
+      const llmLeases = this.#holder.kind === "llm" ? this.#holder.leases.size : 0;
+      return { kind: "diffusion", jobId: beside.lease.jobId, since: beside.lease.grantedAt, besideLlm: beside.decision.models, llmLeases };
+    }
     const holder = this.#holder;
     switch (holder.kind) {
       case "idle":
@@ -598,8 +707,10 @@ export class GpuScheduler {
 
   /** Tells the holder-change listeners when the GPU changed hands since they were last told. */
   #announceHolder(): void {
-    if (this.#holder === this.#announcedHolder) return;
-    this.#announcedHolder = this.#holder;
+    // A drawing beside the LLM is a change of hands too, though the LLM's leases stay.
+    const current = this.#beside?.lease ?? this.#holder;
+    if (current === this.#announcedHolder) return;
+    this.#announcedHolder = current;
     const holder = this.#holderState();
     for (const listener of this.#holderListeners) {
       queueMicrotask(() => {

@@ -27,6 +27,7 @@ export type {
 } from "./scheduler-stats.js";
 export type { LlmResidency, ReloadReport, UnloadReport } from "./llm-residency.js";
 export type { DiffusionResidency } from "./diffusion-residency.js";
+export type { FitAdvisor, FitDecision, VramNeed } from "./fit-advisor.js";
 export {
   AcquireAbortedError,
   GpuInvariantError,

@@ -1,3 +1,4 @@
+import type { FitDecision } from "./fit-advisor.js";
 import type { GpuPhase } from "./gpu-events.js";
 import type { LlmStateSnapshot } from "./llm-state.js";
 
@@ -13,7 +14,15 @@ export interface DurationSummary {
 export type GpuHolderState =
   | { kind: "idle" }
   | { kind: "llm"; leases: number; jobIds: string[]; since: number }
-  | { kind: "diffusion"; jobId: string; since: number };
+  | {
+      kind: "diffusion";
+      jobId: string;
+      since: number;
+      /** VRAM_POLICY=fit: the drawing runs beside these resident LLMs (absent: the LLM is out). */
+      besideLlm?: string[] | undefined;
+      /** LLM leases held meanwhile (beside a drawing only). */
+      llmLeases?: number | undefined;
+    };
 
 export interface QueuedJob {
   jobId: string;
@@ -62,6 +71,8 @@ export interface GpuSchedulerStats {
     maxSize: number;
   };
   rejected: { queueFull: number; aborted: number; closed: number; conflicts: number };
+  /** VRAM_POLICY=fit's decisions (all zero under swap). */
+  fit?: { besideLlm: number; wholeGpu: number; last: FitDecision | undefined } | undefined;
 }
 
 export class DurationStat {
@@ -98,6 +109,8 @@ export class SchedulerCounters {
   readonly waits: Record<GpuPhase, DurationStat> = { llm: new DurationStat(), diffusion: new DurationStat() };
   readonly holds: Record<GpuPhase, DurationStat> = { llm: new DurationStat(), diffusion: new DurationStat() };
   readonly grants: Record<GpuPhase, number> = { llm: 0, diffusion: 0 };
+  /** VRAM_POLICY=fit: drawings run beside the LLM (swaps avoided), those that needed the whole GPU, the last decision. */
+  readonly fit: { besideLlm: number; wholeGpu: number; last: FitDecision | undefined } = { besideLlm: 0, wholeGpu: 0, last: undefined };
   readonly failures: GpuSchedulerStats["failures"] = { unloads: 0, reloads: 0, last: undefined };
   readonly batches: GpuSchedulerStats["diffusionBatches"] = { count: 0, jobs: 0, lastSize: undefined, maxSize: 0 };
   readonly rejected: GpuSchedulerStats["rejected"] = { queueFull: 0, aborted: 0, closed: 0, conflicts: 0 };

@@ -12,7 +12,8 @@ export async function reload(state: DiffugenStateValue, runtime: NodeRuntime): P
   const outcome = kit.lease.takeOutcome();
   const warnings = [...state.warnings];
   if (outcome) {
-    kit.emit(status("reloading_llm", `Bringing ${kit.deps.config.llm.model} back into VRAM`));
+    // Beside the LLM (VRAM_POLICY=fit) there is nothing to bring back.
+    if (!kit.lease.besideLlm) kit.emit(status("reloading_llm", `Bringing ${kit.deps.config.llm.model} back into VRAM`));
     const result = await outcome;
     switch (result.kind) {
       case "llm_reloaded": {
@@ -41,6 +42,9 @@ export async function reload(state: DiffugenStateValue, runtime: NodeRuntime): P
         kit.emit(warning("reloading_llm", note));
         break;
       }
+      case "llm_stayed":
+        kit.emit(status("reloading_llm", `${kit.deps.config.llm.model} stayed in VRAM beside the image: nothing to reload`, 1));
+        break;
       case "none":
         break;
     }
