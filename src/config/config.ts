@@ -48,7 +48,15 @@ export interface Config {
     unloadTimeoutMs: number;
     nvidiaSmi: string | undefined;
   };
-  gpu: { maxQueue: number; maxBatch: number };
+  gpu: {
+    maxQueue: number;
+    maxBatch: number;
+    /** VRAM_POLICY; undefined: fit when a memory tool is found, else swap. */
+    vramPolicy: "swap" | "fit" | undefined;
+    vramMarginMiB: number;
+    /** ROCM_SMI: AMD's memory tool (default: rocm-smi on PATH). */
+    rocmSmi: string | undefined;
+  };
 }
 
 export class ConfigError extends Error {
@@ -116,6 +124,6 @@ function fromEnv(e: Env): Config {
       unloadTimeoutMs: e.UNLOAD_TIMEOUT_S * 1000,
       nvidiaSmi: e.NVIDIA_SMI,
     },
-    gpu: { maxQueue: e.MAX_QUEUE, maxBatch: e.MAX_BATCH },
+    gpu: { maxQueue: e.MAX_QUEUE, maxBatch: e.MAX_BATCH, vramPolicy: e.VRAM_POLICY, vramMarginMiB: e.VRAM_MARGIN_MB, rocmSmi: e.ROCM_SMI },
   };
 }

@@ -70,6 +70,16 @@ export const envSchema = z.object({
   // GPU scheduler
   MAX_QUEUE: optional(positiveInt).default(16),
   MAX_BATCH: optional(positiveInt).default(8),
+  // swap: the LLM always leaves VRAM for a drawing. fit: a drawing that fits beside the LLM
+  // (its need + VRAM_MARGIN_MB within the card's free memory) runs without a swap. Unset:
+  // fit when a memory tool (nvidia-smi, rocm-smi) is found, else swap.
+  VRAM_POLICY: optional(
+    z.enum(["swap", "fit"], {
+      error: (issue) => `expected swap (always move the LLM out) or fit (only when a drawing does not fit beside it), got '${String(issue.input)}'`,
+    }),
+  ),
+  VRAM_MARGIN_MB: optional(z.coerce.number().int().nonnegative()).default(768),
+  ROCM_SMI: optional(z.string()),
 });
 
 export type Env = z.infer<typeof envSchema>;

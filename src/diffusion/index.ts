@@ -47,3 +47,4 @@ export { batchOutputPaths, newOutputPath, outputTagFor, outputTagOf } from "./ou
 export { isOutOfMemoryLine } from "./oom-patterns.js";
 export { sdCliVersion, type SdCliVersion } from "./sd-version.js";
 export * from "./errors.js";
+export { VramNeeds, vramNeedKey, estimateVramMiB, type VramNeedEstimate, type VramNeedStore } from "./vram-needs.js";

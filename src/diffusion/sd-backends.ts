@@ -5,6 +5,7 @@ import type { ModelFile } from "../models/index.js";
 import { generateImages, type GenerateImagesOptions, type GenerationResult, type SdBackendKind } from "./generate-images.js";
 import type { GenerationParams } from "./generation-request.js";
 import type { SdEvent } from "./sd-events.js";
+import { vramNeedKey, type VramNeeds } from "./vram-needs.js";
 import { SdServerBackend, type SdServerStatus, type SdServerStopReason } from "./sd-server/sd-server-backend.js";
 import { sdServerCannotRun } from "./sd-server/sdapi-request.js";
 
@@ -58,13 +59,22 @@ export interface SdBackendsOptions {
   log?: ((message: string, fields: Record<string, unknown>) => void) | undefined;
   /** Which port a new sd-server tries (default: one that is free now); tests hand it a taken one. */
   pickPort?: (() => Promise<number>) | undefined;
+  /** Where a drawing's measured peak VRAM is learned, per shape. */
+  needs?: VramNeeds | undefined;
+  /** What a process holds on the GPU now, in MiB (nvidia-smi); absent: nothing is measured. */
+  processVramMiB?: ((pid: number) => Promise<number | undefined>) | undefined;
 }
+
+/** How often the sd process's VRAM is read while it draws (one nvidia-smi call each). */
+const vramSampleMs = 250;
 
 export class SdBackends {
   readonly #sd: Config["sd"];
   readonly #server: SdServerBackend;
   readonly #log: (message: string, fields: Record<string, unknown>) => void;
   readonly #pickPort: SdBackendsOptions["pickPort"];
+  readonly #needs: VramNeeds | undefined;
+  readonly #processVramMiB: SdBackendsOptions["processVramMiB"];
   #lastBackend: SdBackendKind | undefined;
   readonly #stats: SdBackendStats = {
     loads: { cli: 0, server: 0 },
@@ -81,6 +91,8 @@ export class SdBackends {
     this.#sd = sd;
     this.#log = options.log ?? (() => {});
     this.#pickPort = options.pickPort;
+    this.#needs = options.needs;
+    this.#processVramMiB = options.processVramMiB;
     this.#server = new SdServerBackend({
       started: (status, ms) => {
         this.#stats.serverStarts += 1;
@@ -127,8 +139,10 @@ export class SdBackends {
     const choice = this.choose(params, options.previews);
     const startedAt = performance.now();
     let stepSeen = false;
+    const peak = this.#processVramMiB ? new PeakSampler(this.#processVramMiB) : undefined;
     const onEvent = (event: SdEvent): void => {
       if (event.type === "spawned") this.#stats.loads[choice.backend] += 1;
+      if (event.type === "spawned" || event.type === "server_reused") peak?.watch(event.pid);
       if (event.type === "step" && !stepSeen) {
         stepSeen = true;
         this.#recordFirstStep(choice.backend, performance.now() - startedAt);
@@ -137,17 +151,27 @@ export class SdBackends {
     };
     this.#lastBackend = choice.backend;
     this.#stats.jobs[choice.backend] += 1;
+    try {
+      const result = await this.#run(choice, params, files, { ...options, onEvent });
+      const peakMiB = await peak?.stop();
+      if (peakMiB !== undefined) this.#needs?.learn(vramNeedKey(options.model, params, choice.backend), peakMiB);
+      return result;
+    } finally {
+      await peak?.stop();
+    }
+  }
+
+  #run(choice: SdBackendChoice, params: GenerationParams, files: readonly ModelFile[], options: SdBackendGenerateOptions): Promise<GenerationResult> {
     if (choice.backend === "cli") {
       // A job drawn on sd-cli during a burst (it wants previews): the kept sd-server holds
       // VRAM, so it goes first. The next server job of the burst starts a new one.
-      await this.#server.release("cli_job");
-      return generateImages(params, files, { ...options, onEvent });
+      return this.#server.release("cli_job").then(() => generateImages(params, files, options));
     }
     return this.#server.generate(params, files, {
       sd: this.#sd,
       bin: choice.serverBin,
       signal: options.signal,
-      onEvent,
+      onEvent: options.onEvent,
       outputDir: options.outputDir,
       outputTag: options.outputTag,
       env: options.env,
@@ -187,5 +211,39 @@ export class SdBackends {
     stat.count += 1;
     stat.lastMs = ms;
     stat.maxMs = Math.max(stat.maxMs, ms);
+  }
+}
+
+/**
+ * The highest VRAM one process held while it drew, read every vramSampleMs. Readings
+ * that fail are skipped; no reading at all leaves the shape unlearned.
+ */
+class PeakSampler {
+  #peak: number | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #pending: Promise<void> = Promise.resolve();
+
+  constructor(private readonly read: (pid: number) => Promise<number | undefined>) {}
+
+  watch(pid: number): void {
+    if (this.#timer) clearInterval(this.#timer);
+    const sample = () => {
+      this.#pending = this.read(pid).then(
+        (mib) => {
+          if (mib !== undefined) this.#peak = Math.max(this.#peak ?? 0, mib);
+        },
+        () => undefined,
+      );
+    };
+    sample();
+    this.#timer = setInterval(sample, vramSampleMs);
+    this.#timer.unref();
+  }
+
+  async stop(): Promise<number | undefined> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.#pending;
+    return this.#peak;
   }
 }

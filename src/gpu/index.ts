@@ -38,3 +38,5 @@ export {
   SchedulerClosedError,
 } from "./errors.js";
 export { acquireGpuOwnerLock, GpuOwnedElsewhereError, type GpuOwnerLock } from "./gpu-owner-lock.js";
+export { VramLedger, type ResidentLlm, type VramLedgerOptions, type VramSnapshot } from "./vram-ledger.js";
+export { nvidiaSmiMemory, rocmSmiMemory, parseNvidiaSmiMemory, parseRocmSmiMemory, type GpuMemory, type GpuMemoryReader } from "./gpu-memory.js";

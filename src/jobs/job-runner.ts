@@ -58,6 +58,8 @@ export class JobRunner {
   static open(deps: DiffugenDeps, options: JobRunnerOptions = {}): JobRunner {
     const store = options.store ?? JobStore.open(path.join(deps.config.dataDir, "jobs.sqlite"));
     for (const job of store.markInterrupted()) removeJobFiles(deps.config.sd.outputDir, job.fileTag);
+    // What earlier processes learned of each drawing's VRAM, and where this one keeps it.
+    deps.vramNeeds.attach(store);
     const runner = new JobRunner(deps, store);
     runner.#prune();
     return runner;

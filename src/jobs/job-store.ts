@@ -14,6 +14,11 @@ import type { JobEndEvent, JobRecord, JobStatus, StoredEvent, StoredResult } fro
  */
 
 const schema = `
+CREATE TABLE IF NOT EXISTS vram_needs (
+  key         TEXT PRIMARY KEY,
+  mib         INTEGER NOT NULL,
+  updated_at  INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS jobs (
   id          TEXT PRIMARY KEY,
   mode        TEXT NOT NULL,
@@ -104,6 +109,10 @@ export class JobStore {
         `UPDATE jobs SET status = @status, finished_at = @at, updated_at = @at, result = @result, error = @error,
            warnings = @warnings, phase = @phase, progress = @progress, message = @message
          WHERE id = @id AND status = 'running'`,
+      ),
+      vramNeeds: db.prepare<[], { key: string; mib: number }>(`SELECT key, mib FROM vram_needs`),
+      saveVramNeed: db.prepare(
+        `INSERT INTO vram_needs (key, mib, updated_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET mib = excluded.mib, updated_at = excluded.updated_at`,
       ),
       dropPreviews: db.prepare(`DELETE FROM job_events WHERE job_id = ? AND kind = 'preview'`),
       eventsAfter: db.prepare<[string, number], { seq: number; data: string }>(
@@ -237,6 +246,15 @@ export class JobStore {
       if (limits.maxCount > 0) removed += this.#statements.pruneBeyond.run(limits.maxCount).changes;
       return removed;
     });
+  }
+
+  /** The peak VRAM learned per drawing shape (src/diffusion/vram-needs.ts), kept across restarts. */
+  loadVramNeeds(): Record<string, number> {
+    return Object.fromEntries(this.#statements.vramNeeds.all().map((row) => [row.key, row.mib]));
+  }
+
+  saveVramNeed(key: string, mib: number): void {
+    this.#statements.saveVramNeed.run(key, mib, Date.now());
   }
 
   close(): void {

@@ -17,3 +17,4 @@ export { pinoLlmLogger, silentLlmLogger, type LlmLogger } from "./logger.js";
 export { chatDecisionSchema, refinedPromptSchema } from "./refinement-schema.js";
 export { ChatReplier } from "./chat-replier.js";
 export { isBackgroundTask } from "./background-task.js";
+export { findNvidiaSmi, readComputeApps, readFreeVramMiB, type ComputeApp } from "./nvidia-smi.js";

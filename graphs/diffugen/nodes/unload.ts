@@ -1,6 +1,7 @@
 import { nodeKit, type NodeRuntime } from "../node-kit.js";
 import { progressIn } from "../../../src/events/progress-event.js";
 import { fromGpuEvent } from "../progress.js";
+import { vramNeedOf } from "../vram-need.js";
 import type { DiffugenStateUpdate, DiffugenStateValue } from "../state.js";
 
 /**
@@ -16,6 +17,8 @@ export async function unload(state: DiffugenStateValue, runtime: NodeRuntime): P
     const lease = await kit.deps.scheduler.acquire("diffusion", {
       jobId: kit.jobId,
       signal: runtime.signal,
+      // VRAM_POLICY=fit: what this drawing will hold, so the scheduler can tell whether it fits beside the LLM.
+      need: vramNeedOf(kit.deps, state, kit.admitted?.previews),
       onEvent: (event) => {
         if (event.type === "llm_unloaded" && event.warning !== undefined) warnings.push(event.warning);
         const progress = fromGpuEvent(event, progressIn("unloading_llm"));
