@@ -42,7 +42,9 @@
  *     recorded in oom.jsonl. It is NOT a violation: nothing went over the card. A product test
  *     counts OOMs with readOoms(dir): zero, except where it provokes one (an underestimate).
  *   - The Ollama double claims each model's VRAM while it is listed in /api/ps (lingering
- *     included). A model that does not fit is PARTLY OFFLOADED, as Ollama does: it gets what
+ *     included, and vramReleaseLagMs longer if asked: the driver's late give-back). Set the
+ *     card before the Ollama double loads anything (a model loaded with no card holds no
+ *     claim). A model that does not fit is PARTLY OFFLOADED, as Ollama does: it gets what
  *     is free, and /api/ps reports that as size_vram (< size). That is no OOM. It is a
  *     VIOLATION when an sd double holds a claim at that moment: the product loaded the LLM
  *     beside a diffusion job that left it no room. A model too big for the card alone is not.

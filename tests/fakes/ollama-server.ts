@@ -20,6 +20,9 @@
  * Ollama does: it gets what is free and /api/ps reports that as size_vram (< size); that is a
  * violation only when an sd double holds VRAM then (the LLM was loaded beside a diffusion job
  * that left it no room). Chat calls while an sd double runs are no violation with a card.
+ * Set the card before the double loads anything: a model loaded (or `resident`) while there was
+ * no card holds no claim. `vramReleaseLagMs` keeps a model's VRAM after it left /api/ps, as the
+ * driver does for a moment.
  *
  *   const ollama = await startFakeOllama({ installed: ["qwen2.5:3b"], gpuDir, unloadLingerMs: 200 });
  *   setCard(gpuDir, CARDS["12GB"]);
@@ -90,6 +93,12 @@ export interface FakeOllamaOptions {
   unloadLingerMs?: number;
   /** An unloaded model never leaves /api/ps. */
   unloadNeverCompletes?: boolean;
+  /**
+   * With a card: how long a model's VRAM stays claimed after it left /api/ps (Ollama's runner
+   * is gone, the driver has not given the memory back yet: REFERENCE.md §2, "typical convergence
+   * is 0.5-1.5 s"). nvidia-smi shows it as used meanwhile. Default 0.
+   */
+  vramReleaseLagMs?: number;
   /** How long loading a model takes (it is listed while loading). Default 0. */
   loadMs?: number;
   /** Delay before a chat/generate answer starts (prompt processing). Default 0. */
@@ -133,7 +142,7 @@ export interface FakeOllama {
   preload(model: string, opts?: { numCtx?: number; keepAliveMs?: number }): void;
   setResponder(responder: Responder | undefined): void;
   /** Changes timing options on the fly (linger, delays). */
-  configure(options: Partial<Pick<FakeOllamaOptions, "unloadLingerMs" | "unloadNeverCompletes" | "loadMs" | "chatDelayMs" | "chunkDelayMs">>): void;
+  configure(options: Partial<Pick<FakeOllamaOptions, "unloadLingerMs" | "unloadNeverCompletes" | "loadMs" | "chatDelayMs" | "chunkDelayMs" | "vramReleaseLagMs">>): void;
   /** Injects a fault; `null` clears it (and brings a "down" server back up on the same port). */
   setFault(fault: FakeOllamaFault | null, scope?: FaultScope): Promise<void>;
   resetStats(): void;
@@ -182,9 +191,11 @@ class FakeOllamaServer implements FakeOllama {
   private readonly native = new NativeRoutes(this.installed);
   private readonly sockets = new Set<Socket>();
   private readonly hanging = new Set<http.ServerResponse>();
+  /** Claims of models that left /api/ps, released after vramReleaseLagMs. */
+  private readonly lagging = new Map<string, NodeJS.Timeout>();
   private readonly server: http.Server;
   private responder: Responder;
-  private timing: Required<Pick<FakeOllamaOptions, "unloadLingerMs" | "unloadNeverCompletes" | "loadMs" | "chatDelayMs" | "chunkDelayMs">>;
+  private timing: Required<Pick<FakeOllamaOptions, "unloadLingerMs" | "unloadNeverCompletes" | "loadMs" | "chatDelayMs" | "chunkDelayMs" | "vramReleaseLagMs">>;
   private fault: { fault: FakeOllamaFault; on: RequestKind[]; remaining: number } | undefined;
   private down = false;
   private closed = false;
@@ -201,6 +212,7 @@ class FakeOllamaServer implements FakeOllama {
     this.timing = {
       unloadLingerMs: options.unloadLingerMs ?? 0,
       unloadNeverCompletes: options.unloadNeverCompletes ?? false,
+      vramReleaseLagMs: options.vramReleaseLagMs ?? 0,
       loadMs: options.loadMs ?? 0,
       chatDelayMs: options.chatDelayMs ?? 0,
       chunkDelayMs: options.chunkDelayMs ?? 0,
@@ -603,6 +615,9 @@ class FakeOllamaServer implements FakeOllama {
     this.loaded.set(name, entry);
     this.stats.modelLoads += 1;
     const gpuDir = this.options.gpuDir;
+    const lagging = this.lagging.get(name);
+    if (lagging) clearTimeout(lagging);
+    this.lagging.delete(name);
     if (gpuDir !== undefined && readCard(gpuDir) !== undefined) {
       this.claimVram(gpuDir, entry, why);
     } else if (gpuDir !== undefined) {
@@ -646,8 +661,25 @@ class FakeOllamaServer implements FakeOllama {
   /** Every model leaves VRAM at once (close, down). */
   private releaseAll(): void {
     const gpuDir = this.options.gpuDir;
-    if (gpuDir !== undefined) for (const name of this.loaded.keys()) release(gpuDir, llmHolder(name));
+    for (const timer of this.lagging.values()) clearTimeout(timer);
+    const names = [...this.loaded.keys(), ...this.lagging.keys()];
+    this.lagging.clear();
+    if (gpuDir !== undefined) for (const name of names) release(gpuDir, llmHolder(name));
     this.loaded.clear();
+  }
+
+  /** A model left /api/ps: its VRAM comes back now, or after vramReleaseLagMs. */
+  private releaseVram(name: string): void {
+    const gpuDir = this.options.gpuDir;
+    if (gpuDir === undefined) return;
+    const lag = this.timing.vramReleaseLagMs;
+    if (lag <= 0) return release(gpuDir, llmHolder(name));
+    const timer = setTimeout(() => {
+      this.lagging.delete(name);
+      release(gpuDir, llmHolder(name));
+    }, lag);
+    timer.unref();
+    this.lagging.set(name, timer);
   }
 
   /**
@@ -683,7 +715,7 @@ class FakeOllamaServer implements FakeOllama {
     if (this.loaded.get(name) !== entry) return;
     clearTimers(entry);
     this.loaded.delete(name);
-    if (this.options.gpuDir !== undefined) release(this.options.gpuDir, llmHolder(name));
+    this.releaseVram(name);
     this.syncGpu();
   }
 

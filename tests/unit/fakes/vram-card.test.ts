@@ -557,6 +557,22 @@ describe("fake Ollama on a card", () => {
     expect(usedMiB(gpu)).toBe(300);
   });
 
+  it("vramReleaseLagMs: the VRAM comes back a moment after the model left /api/ps; a reload meanwhile keeps its claim", async () => {
+    const { gpu } = box();
+    const o = await ollama(gpu, { resident: ["qwen2.5:3b"], vramReleaseLagMs: 150 });
+    const bin = installNvidiaSmi(gpu);
+    const free = () => smi(bin, ["--query-gpu=memory.free", "--format=csv,noheader,nounits"]).stdout;
+    await chat(o, "qwen2.5:3b", { messages: [], keep_alive: 0 });
+    expect(await ps(o)).toEqual([]);
+    expect(free()).toBe(`${12288 - 300 - 2385}\n`);
+    await until(() => usedMiB(gpu) === 300, "the VRAM to come back");
+    expect(free()).toBe(`${12288 - 300}\n`);
+    await chat(o, "qwen2.5:3b", { messages: [], keep_alive: 0 });
+    expect((await chat(o, "qwen2.5:3b")).status).toBe(200); // reloaded within the lag
+    await sleep(250);
+    expect(claimOf(gpu, llmHolder("qwen2.5:3b"))?.mib).toBe(2385);
+  });
+
   it("a model the card has no room for is partly offloaded (size_vram < size): no violation without an sd claim", async () => {
     const { gpu } = box(CARDS["8GB"]);
     const o = await ollama(gpu, { installed: ["qwen3:14b"], modelSizes: { "qwen3:14b": 10 * GB } });
