@@ -11,16 +11,27 @@
  *                                   `unloadLingerMs` (or forever), like the real one
  *   GET  /api/tags, /api/version, /, POST /api/show
  *
- * It shares the simulated GPU (tests/fakes/fake-gpu.mjs) with the sd-cli double: the
- * models it lists are written to `gpuDir`, and a model loading (or any generation)
- * while an sd-cli double runs is recorded as a violation.
+ * It shares the simulated GPU (tests/fakes/fake-gpu.mjs) with the sd doubles: the models
+ * it lists are written to `gpuDir`. Without a card there (the strict mode), a model loading
+ * (or any generation) while an sd double runs is recorded as a violation. With a card
+ * (setCard), each listed model claims its VRAM (`size_vram`, default its `size`; see
+ * `modelSizes`) as holder `llm-<name>`, pid `runnerPid`, from its load until it leaves
+ * /api/ps (lingering included). A model the card has no room for is partly offloaded, as
+ * Ollama does: it gets what is free and /api/ps reports that as size_vram (< size); that is a
+ * violation only when an sd double holds VRAM then (the LLM was loaded beside a diffusion job
+ * that left it no room). Chat calls while an sd double runs are no violation with a card.
+ * Set the card before the double loads anything: a model loaded (or `resident`) while there was
+ * no card holds no claim. `vramReleaseLagMs` keeps a model's VRAM after it left /api/ps, as the
+ * driver does for a moment.
  *
  *   const ollama = await startFakeOllama({ installed: ["qwen2.5:3b"], gpuDir, unloadLingerMs: 200 });
+ *   setCard(gpuDir, CARDS["12GB"]);
+ *   await startFakeOllama({ gpuDir, modelSizes: { "qwen2.5:3b": 2_500_000_000 } });
  *   ollama.url; ollama.stats.unload; ollama.requests; await ollama.setFault({ kind: "down" }); await ollama.close();
  */
 import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
-import { recordViolation, runningDiffusions, setResidentModels } from "./fake-gpu.mjs";
+import { claim, claims, llmHolder, readCard, recordViolation, release, runningDiffusions, setResidentModels } from "./fake-gpu.mjs";
 import { defaultResponder, type Responder, type ResponderRequest } from "./ollama/default-responder.js";
 import { FOREVER, parseKeepAlive } from "./ollama/keep-alive.js";
 import { isOpenAiRoute, serveOpenAiRoute } from "./ollama/openai-routes.js";
@@ -30,9 +41,12 @@ export { defaultResponder, valueForSchema, type Responder, type ResponderRequest
 
 export interface InstalledModel {
   name: string;
-  /** Bytes the loaded model takes (ps `size`). Default 2.5 GB. */
+  /** Bytes the loaded model takes (ps `size`). Default `modelSizes[name]`, else 2.5 GB. */
   size?: number;
-  /** Bytes of it on the GPU (ps `size_vram`); less than size = partly on the CPU. Default size. */
+  /**
+   * Bytes of it meant for the GPU (ps `size_vram`); less than size = partly on the CPU. Default
+   * size. With a card, the model gets at most what the card has free (then ps shows that).
+   */
   sizeVram?: number;
   /** A thinking model (Qwen3): thinks unless `think:false`. Others reject `think:true` with 400. */
   thinking?: boolean;
@@ -69,12 +83,22 @@ export interface FakeOllamaOptions {
   installed?: (string | InstalledModel)[];
   /** Models already loaded when the server starts (keep_alive forever). */
   resident?: string[];
-  /** Simulated GPU directory shared with the sd-cli double. */
+  /** Simulated GPU directory shared with the sd doubles (tests/fakes/fake-gpu.mjs). */
   gpuDir?: string;
+  /** Bytes each model takes once loaded (ps `size`), by name; an InstalledModel's own `size` wins. Default 2.5 GB. */
+  modelSizes?: Record<string, number>;
+  /** The pid the fake nvidia-smi lists for the runner holding a model's VRAM. Default this process's pid. */
+  runnerPid?: number;
   /** How long /api/ps keeps listing a model after an unload (or expiry). Default 0. */
   unloadLingerMs?: number;
   /** An unloaded model never leaves /api/ps. */
   unloadNeverCompletes?: boolean;
+  /**
+   * With a card: how long a model's VRAM stays claimed after it left /api/ps (Ollama's runner
+   * is gone, the driver has not given the memory back yet: REFERENCE.md §2, "typical convergence
+   * is 0.5-1.5 s"). nvidia-smi shows it as used meanwhile. Default 0.
+   */
+  vramReleaseLagMs?: number;
   /** How long loading a model takes (it is listed while loading). Default 0. */
   loadMs?: number;
   /** Delay before a chat/generate answer starts (prompt processing). Default 0. */
@@ -118,7 +142,7 @@ export interface FakeOllama {
   preload(model: string, opts?: { numCtx?: number; keepAliveMs?: number }): void;
   setResponder(responder: Responder | undefined): void;
   /** Changes timing options on the fly (linger, delays). */
-  configure(options: Partial<Pick<FakeOllamaOptions, "unloadLingerMs" | "unloadNeverCompletes" | "loadMs" | "chatDelayMs" | "chunkDelayMs">>): void;
+  configure(options: Partial<Pick<FakeOllamaOptions, "unloadLingerMs" | "unloadNeverCompletes" | "loadMs" | "chatDelayMs" | "chunkDelayMs" | "vramReleaseLagMs">>): void;
   /** Injects a fault; `null` clears it (and brings a "down" server back up on the same port). */
   setFault(fault: FakeOllamaFault | null, scope?: FaultScope): Promise<void>;
   resetStats(): void;
@@ -134,9 +158,12 @@ interface LoadedModel {
   expiryTimer: NodeJS.Timeout | undefined;
   /** Requests using it now: an expiry waits for them, like Ollama's refCount. */
   inFlight: number;
+  /** Bytes on the GPU (ps `size_vram`): the model's sizeVram, or what the card had free. */
+  vramBytes: number;
 }
 
 const DEFAULT_SIZE = 2_500_000_000;
+const MIB = 1024 * 1024;
 const DEFAULT_CONTEXT = 4096;
 const requestKinds: RequestKind[] = ["chat", "generate", "load", "unload", "ps", "tags", "version", "show", "root", "other"];
 
@@ -164,24 +191,28 @@ class FakeOllamaServer implements FakeOllama {
   private readonly native = new NativeRoutes(this.installed);
   private readonly sockets = new Set<Socket>();
   private readonly hanging = new Set<http.ServerResponse>();
+  /** Claims of models that left /api/ps, released after vramReleaseLagMs. */
+  private readonly lagging = new Map<string, NodeJS.Timeout>();
   private readonly server: http.Server;
   private responder: Responder;
-  private timing: Required<Pick<FakeOllamaOptions, "unloadLingerMs" | "unloadNeverCompletes" | "loadMs" | "chatDelayMs" | "chunkDelayMs">>;
+  private timing: Required<Pick<FakeOllamaOptions, "unloadLingerMs" | "unloadNeverCompletes" | "loadMs" | "chatDelayMs" | "chunkDelayMs" | "vramReleaseLagMs">>;
   private fault: { fault: FakeOllamaFault; on: RequestKind[]; remaining: number } | undefined;
   private down = false;
   private closed = false;
   private boundPort = 0;
 
   constructor(private readonly options: FakeOllamaOptions) {
+    const sizes = new Map(Object.entries(options.modelSizes ?? {}).map(([name, bytes]) => [normalize(name), bytes]));
     for (const entry of options.installed ?? ["qwen2.5:3b"]) {
       const spec = typeof entry === "string" ? { name: entry } : entry;
-      const size = spec.size ?? DEFAULT_SIZE;
+      const size = spec.size ?? sizes.get(normalize(spec.name)) ?? DEFAULT_SIZE;
       this.installed.set(normalize(spec.name), { ...spec, size, sizeVram: spec.sizeVram ?? size, thinking: spec.thinking ?? false });
     }
     this.responder = options.responder ?? defaultResponder;
     this.timing = {
       unloadLingerMs: options.unloadLingerMs ?? 0,
       unloadNeverCompletes: options.unloadNeverCompletes ?? false,
+      vramReleaseLagMs: options.vramReleaseLagMs ?? 0,
       loadMs: options.loadMs ?? 0,
       chatDelayMs: options.chatDelayMs ?? 0,
       chunkDelayMs: options.chunkDelayMs ?? 0,
@@ -258,7 +289,7 @@ class FakeOllamaServer implements FakeOllama {
     if (this.closed) return;
     this.closed = true;
     for (const model of this.loaded.values()) clearTimers(model);
-    this.loaded.clear();
+    this.releaseAll();
     this.syncGpu();
     if (!this.down) await this.stopListening();
   }
@@ -271,7 +302,7 @@ class FakeOllamaServer implements FakeOllama {
     await this.stopListening();
     // A stopped Ollama holds no VRAM.
     for (const model of this.loaded.values()) clearTimers(model);
-    this.loaded.clear();
+    this.releaseAll();
     this.syncGpu();
   }
 
@@ -579,16 +610,76 @@ class FakeOllamaServer implements FakeOllama {
       dropTimer: undefined,
       expiryTimer: undefined,
       inFlight: 0,
+      vramBytes: this.installed.get(name)?.sizeVram ?? DEFAULT_SIZE,
     };
     this.loaded.set(name, entry);
     this.stats.modelLoads += 1;
     const gpuDir = this.options.gpuDir;
-    if (gpuDir !== undefined) {
+    const lagging = this.lagging.get(name);
+    if (lagging) clearTimeout(lagging);
+    this.lagging.delete(name);
+    if (gpuDir !== undefined && readCard(gpuDir) !== undefined) {
+      this.claimVram(gpuDir, entry, why);
+    } else if (gpuDir !== undefined) {
       const pids = runningDiffusions(gpuDir);
       if (pids.length > 0) recordViolation(gpuDir, "ollama", `${name} loaded (${why}) while sd-cli ${pids.join(",")} holds the GPU`);
     }
     this.syncGpu();
     return entry;
+  }
+
+  /**
+   * With a card: the model takes its VRAM, or what is free (Ollama offloads the rest to the
+   * CPU). Squeezed by an sd double's claim: a violation.
+   */
+  private claimVram(gpuDir: string, entry: LoadedModel, why: string): void {
+    const wanted = entry.vramBytes;
+    const wantedMiB = Math.ceil(wanted / MIB);
+    const granted = claim(gpuDir, {
+      holder: llmHolder(entry.name),
+      kind: "llm",
+      mib: wantedMiB,
+      pid: this.options.runnerPid ?? process.pid,
+      processName: "/usr/local/bin/ollama",
+      label: `ollama ${entry.name}`,
+      partial: true,
+    });
+    entry.vramBytes = granted.mib >= wantedMiB ? wanted : granted.mib * MIB;
+    if (granted.mib < wantedMiB) {
+      const sd = claims(gpuDir).filter((c) => c.kind === "sd");
+      if (sd.length > 0) {
+        recordViolation(
+          gpuDir,
+          "ollama",
+          `${entry.name} loaded (${why}) with ${granted.mib} of ${wantedMiB} MiB in VRAM (the rest on the CPU): ` +
+            `${sd.map((c) => `${c.label} (pid ${c.pid}) holds ${c.mib} MiB`).join(", ")}`,
+        );
+      }
+    }
+  }
+
+  /** Every model leaves VRAM at once (close, down). */
+  private releaseAll(): void {
+    const gpuDir = this.options.gpuDir;
+    for (const timer of this.lagging.values()) clearTimeout(timer);
+    const names = [...this.loaded.keys(), ...this.lagging.keys()];
+    this.lagging.clear();
+    if (gpuDir !== undefined) for (const name of names) release(gpuDir, llmHolder(name));
+    this.loaded.clear();
+  }
+
+  /** A model left /api/ps: its VRAM comes back now, or after vramReleaseLagMs. */
+  private releaseVram(name: string): void {
+    const gpuDir = this.options.gpuDir;
+    if (gpuDir === undefined) return;
+    const lag = this.timing.vramReleaseLagMs;
+    if (lag <= 0) return release(gpuDir, llmHolder(name));
+    const timer = setTimeout(() => {
+      this.lagging.delete(name);
+      release(gpuDir, llmHolder(name));
+    }, lag);
+    timer.unref();
+    this.lagging.set(name, timer);
   }
 
   /**
@@ -600,6 +691,8 @@ class FakeOllamaServer implements FakeOllama {
     const gpuDir = this.options.gpuDir;
     const entry = this.loaded.get(name);
     if (gpuDir === undefined || entry === undefined || entry.unloadingSince !== undefined) return;
+    // With a card, the LLM may answer beside a diffusion job that fits (issue 15).
+    if (readCard(gpuDir) !== undefined) return;
     const pids = runningDiffusions(gpuDir);
     if (pids.length > 0) recordViolation(gpuDir, "ollama", `${kind} request for ${name} reached Ollama while sd-cli ${pids.join(",")} holds the GPU`);
   }
@@ -622,6 +715,7 @@ class FakeOllamaServer implements FakeOllama {
     if (this.loaded.get(name) !== entry) return;
     clearTimers(entry);
     this.loaded.delete(name);
+    this.releaseVram(name);
     this.syncGpu();
   }
 
@@ -640,7 +734,7 @@ class FakeOllamaServer implements FakeOllama {
         digest: digestOf(entry.name),
         details: model ? details(model) : {},
         expires_at: entry.expiresAt === FOREVER ? "2318-01-01T00:00:00Z" : new Date(entry.expiresAt).toISOString(),
-        size_vram: model?.sizeVram ?? size,
+        size_vram: entry.vramBytes,
         context_length: entry.numCtx ?? DEFAULT_CONTEXT,
       };
     });

@@ -36,11 +36,20 @@
  *   FAKE_SD_TIMESTAMPS=file   after each sampling-step bar write, append
  *                             {"step":s,"image":i,"at":<performance.timeOrigin+now, ms>} (i from 1).
  *   FAKE_GPU_DIR=dir          the simulated GPU shared with the fake Ollama (tests/fakes/fake-gpu.mjs):
- *                             recordSpawn once the arguments are valid; if an LLM is resident then,
- *                             recordViolation and fail with the OOM above; else hold the GPU marker
+ *                             recordSpawn once the arguments are valid, and hold the GPU marker
  *                             until the process ends (exit, error, crash, SIGTERM/SIGINT/SIGHUP: the
- *                             marker is removed and the process re-kills itself with the signal).
- *                             An LLM found resident when the UNet loads is also an OOM + violation.
+ *                             marker and the claim are removed and the process re-kills itself with
+ *                             the signal). Every out-of-memory it prints is also appended to
+ *                             oom.jsonl (recordOom: forced, llm-resident or no-room).
+ *                             Without a card (no card.json, the strict mode): an LLM resident at
+ *                             start is a violation, no marker, and the OOM above at the UNet load;
+ *                             an LLM found resident when the UNet loads is also an OOM + violation.
+ *                             With a card (setCard): no check at start; when the UNet loads the
+ *                             double claims its need (VRAM_NEEDS in sd-cli/models.mjs, from the model
+ *                             kind, the aligned width x height and --vae-tiling) as holder sd-<pid>;
+ *                             a claim the card has no room for fails with the OOM above (no violation).
+ *   FAKE_SD_VRAM_MIB=n        with a card: need n MiB whatever the shape, or per size:
+ *                             `1024x1024=9000,*=3000` (unlisted sizes without `*` use the table).
  *   FAKE_SD_HELP_PATH=file    the captured --help text (default: <repo>/../shared/fixtures/sd-cli/help.stdout;
  *                             a short generated usage if absent).
  *
@@ -93,6 +102,7 @@ const OOM = env.FAKE_SD_OOM === "1" || env.FAKE_SD_OOM === "true";
 const GARBAGE = env.FAKE_SD_GARBAGE === "1" || env.FAKE_SD_GARBAGE === "true";
 const TIMESTAMPS = env.FAKE_SD_TIMESTAMPS || undefined;
 const GPU_DIR = env.FAKE_GPU_DIR || undefined;
+const VRAM_MIB = env.FAKE_SD_VRAM_MIB || undefined;
 const HELP_PATH = env.FAKE_SD_HELP_PATH || DEFAULT_HELP_PATH;
 
 // ---------------------------------------------------------------------------------------------
@@ -100,7 +110,16 @@ const HELP_PATH = env.FAKE_SD_HELP_PATH || DEFAULT_HELP_PATH;
 // ---------------------------------------------------------------------------------------------
 
 let holdsGpu = false;
+let claimsVram = false;
 function releaseGpu() {
+  if (GPU_DIR && claimsVram) {
+    claimsVram = false;
+    try {
+      fakeGpu.release(GPU_DIR, fakeGpu.sdHolder(process.pid));
+    } catch {
+      // the test may already have removed the directory
+    }
+  }
   if (GPU_DIR && holdsGpu) {
     holdsGpu = false;
     try {
@@ -307,12 +326,16 @@ async function generate(a) {
   if (!(width > 0)) width = 512;
   if (!(height > 0)) height = 512;
 
-  // the simulated GPU: an LLM still resident means the diffusion model cannot fit
+  // the simulated GPU. Without a card: an LLM still resident means the diffusion model cannot
+  // fit. With a card, the need is claimed when the UNet loads (below).
   let oomAtUnet = OOM;
+  /** @type {Omit<import("./fake-gpu.mjs").OomRecord, "at" | "by" | "pid" | "what">} */
+  let oomCause = { reason: "forced", needMiB: null, freeMiB: null };
   if (GPU_DIR) {
-    const resident = fakeGpu.residentModels(GPU_DIR);
+    const resident = fakeGpu.readCard(GPU_DIR) ? [] : fakeGpu.residentModels(GPU_DIR);
     if (resident.length > 0) {
       fakeGpu.recordViolation(GPU_DIR, "sd-cli", `sd-cli started while the LLM is resident in VRAM: ${resident.join(", ")}`);
+      if (!oomAtUnet) oomCause = { reason: "llm-resident", needMiB: null, freeMiB: null };
       oomAtUnet = true;
     } else {
       fakeGpu.markDiffusionStarted(GPU_DIR, process.pid);
@@ -537,14 +560,36 @@ async function generate(a) {
     log.info("stable-diffusion.cpp", 5679, `generating image: ${b + 1}/${batch} - seed ${imageSeed}`);
     const picture = image.makePicture(imageSeed, prompt);
     if (b === 0) {
-      if (GPU_DIR && !oomAtUnet) {
+      if (GPU_DIR && !oomAtUnet && fakeGpu.readCard(GPU_DIR)) {
+        const need =
+          fakeGpu.vramNeedFromEnv(VRAM_MIB, width, height) ?? fakeGpu.vramNeedMiB({ version: profile.version, width, height, vaeTiling: tiling });
+        const granted = fakeGpu.claim(GPU_DIR, {
+          holder: fakeGpu.sdHolder(process.pid),
+          kind: "sd",
+          mib: need,
+          label: `sd-cli ${profile.version} ${width}x${height}${batch > 1 ? ` x${batch}` : ""}`,
+        });
+        if (granted.ok) claimsVram = true;
+        else {
+          oomAtUnet = true;
+          oomCause = { reason: "no-room", needMiB: need, freeMiB: granted.freeMiB };
+        }
+      } else if (GPU_DIR && !oomAtUnet) {
         const resident = fakeGpu.residentModels(GPU_DIR);
         if (resident.length > 0) {
           fakeGpu.recordViolation(GPU_DIR, "sd-cli", `LLM resident in VRAM while sd-cli loads the diffusion model: ${resident.join(", ")}`);
           oomAtUnet = true;
+          oomCause = { reason: "llm-resident", needMiB: null, freeMiB: null };
         }
       }
       if (oomAtUnet) {
+        if (GPU_DIR) {
+          try {
+            fakeGpu.recordOom(GPU_DIR, { by: "sd-cli", pid: process.pid, ...oomCause, what: `UNet load, ${profile.version} ${width}x${height}` });
+          } catch {
+            // the test may already have removed the directory
+          }
+        }
         await sleep(Math.min(LOAD_MS, 5));
         writeChunk(2, log.color ? "\x1b[31;1m[ERROR]\x1b[0m " : "[ERROR] ");
         writeChunk(

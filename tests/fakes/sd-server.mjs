@@ -79,9 +79,19 @@
  *                             (sd-<pid>.running, as an sd-cli's) is taken when weights first load
  *                             (first request, or start-up with --eager-load) and held until the
  *                             process ends, every way out (exit, crash, SIGTERM/SIGINT/SIGHUP: the
- *                             marker is removed and the process re-kills itself with the signal).
- *                             An LLM resident when weights load: recordViolation, then the
- *                             out-of-memory failure above.
+ *                             marker and the claim are removed and the process re-kills itself with
+ *                             the signal). Every out-of-memory it prints is appended to oom.jsonl.
+ *                             Without a card (the strict mode): an LLM resident when weights load:
+ *                             recordViolation, then the out-of-memory failure above.
+ *                             With a card (setCard): the need of the request's shape (VRAM_NEEDS in
+ *                             sd-cli/models.mjs; --eager-load: the -W/-H default size) is claimed as
+ *                             holder sd-<pid> when the UNet loads, held until exit, raised when a
+ *                             later request needs more. No room: the out-of-memory failure above
+ *                             (first load), or a compute-buffer allocation failure (a raise: cudaMalloc
+ *                             out of memory, `unet: failed to allocate the compute buffer`, 500);
+ *                             no violation either way, and the server keeps serving.
+ *   FAKE_SD_VRAM_MIB=n        with a card: need n MiB whatever the shape, or per size:
+ *                             `1024x1024=9000,*=3000` (unlisted sizes without `*` use the table).
  *   FAKE_SD_HELP_PATH=file    the captured --help text (default:
  *                             <repo>/../shared/fixtures/sd-server/help.stdout; a short generated
  *                             usage if absent).
@@ -125,6 +135,7 @@ const OOM = truthy(env.FAKE_SD_OOM);
 const PORT_SHARED = truthy(env.FAKE_SD_PORT_SHARED);
 const TIMESTAMPS = env.FAKE_SD_TIMESTAMPS || undefined;
 const GPU_DIR = env.FAKE_GPU_DIR || undefined;
+const VRAM_MIB = env.FAKE_SD_VRAM_MIB || undefined;
 const HELP_PATH = env.FAKE_SD_HELP_PATH || DEFAULT_HELP_PATH;
 const HTTP_THREADS = countKnob("FAKE_SD_HTTP_THREADS") || Math.max(8, os.availableParallelism() - 1);
 
@@ -291,13 +302,15 @@ async function main() {
     timing: TIMING,
     gpuDir: GPU_DIR,
     oom: OOM,
+    vramMib: VRAM_MIB,
     crashAtStep: CRASH_AT_STEP,
     crashMode: CRASH_MODE,
     hangAtStep: HANG_AT_STEP,
     timestamps: TIMESTAMPS,
     abort: abortProcess,
   });
-  if (!(await engine.open(a.bools.eager_load === true))) {
+  const defaultSize = { width: defaults.width > 0 ? defaults.width : 512, height: defaults.height > 0 ? defaults.height : 512 };
+  if (!(await engine.open(a.bools.eager_load === true, defaultSize))) {
     log.error("main.cpp", 92, "new_sd_ctx_t failed");
     exitWith(1);
   }

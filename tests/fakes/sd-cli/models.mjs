@@ -171,3 +171,69 @@ export function weightTypeOf(file) {
 export function wtypeStat(stat) {
   return [...stat].map(([type, count]) => `${type.padStart(8)}: ${String(count).padEnd(5)}`).join("|");
 }
+
+/**
+ * VRAM one generation needs on the simulated card (tests/fakes/fake-gpu.mjs), in MiB: weights
+ * plus compute buffers, as one peak. Picked to match issue 15's figures (SD 1.5 at 512x512 about
+ * 3000 MiB, SDXL at 1024x1024 about 7000 MiB), not measured; the pixel term stands for the
+ * UNet's and the VAE decoder's compute buffers, which grow with the image:
+ *
+ *   need = baseMiB + perMegapixelMiB × width × height / 2^20      (rounded up)
+ *
+ *   kind         base   per Mpx   512x512   768x768   1024x1024
+ *   SD 1.x       2200     3200      3000      4000       5400
+ *   SD 2.x       2600     3200      3400      4400       5800
+ *   SDXL         5200     1800      5650      6213       7000
+ *   SD3.x       17000     2400     17600     18350      19400
+ *   Flux        13000     2400     13600     14350      15400
+ *   Z-Image      6500     2400      7100      7850       8900
+ *   Qwen Image  21000     2800     21700     22575      23800
+ *
+ * With --vae-tiling (sd-server: vae_tiling_params.enabled) the pixel term stops growing past
+ * 512x512: tiles have a fixed size. The batch count changes nothing: sd.cpp samples and decodes
+ * the images of a batch one after the other. Weight types (q8_0, q4_K) and --offload-to-cpu are
+ * not taken into account: force a need with FAKE_SD_VRAM_MIB (vramNeedFromEnv).
+ */
+export const VRAM_NEEDS = Object.freeze({
+  "SD 1.x": Object.freeze({ baseMiB: 2200, perMegapixelMiB: 3200 }),
+  "SD 2.x": Object.freeze({ baseMiB: 2600, perMegapixelMiB: 3200 }),
+  SDXL: Object.freeze({ baseMiB: 5200, perMegapixelMiB: 1800 }),
+  "SD3.x": Object.freeze({ baseMiB: 17000, perMegapixelMiB: 2400 }),
+  Flux: Object.freeze({ baseMiB: 13000, perMegapixelMiB: 2400 }),
+  "Z-Image": Object.freeze({ baseMiB: 6500, perMegapixelMiB: 2400 }),
+  "Qwen Image": Object.freeze({ baseMiB: 21000, perMegapixelMiB: 2800 }),
+});
+
+/**
+ * The need of one generation (see VRAM_NEEDS). `version` is the profile's ("SD 1.x", "SDXL"...);
+ * an unknown one is taken as SD 1.x.
+ * @param {{ version: string, width: number, height: number, vaeTiling?: boolean }} shape
+ */
+export function vramNeedMiB(shape) {
+  const row = /** @type {Record<string, { baseMiB: number, perMegapixelMiB: number }>} */ (VRAM_NEEDS)[shape.version] ?? VRAM_NEEDS["SD 1.x"];
+  let megapixels = (shape.width * shape.height) / 2 ** 20;
+  if (shape.vaeTiling) megapixels = Math.min(megapixels, 0.25);
+  return Math.ceil(row.baseMiB + row.perMegapixelMiB * megapixels);
+}
+
+/**
+ * FAKE_SD_VRAM_MIB: a need forced by the test instead of the table. Either one number for every
+ * shape ("9000"), or a list of `WxH=MiB` entries with an optional `*=MiB` for the rest
+ * ("1024x1024=9000,*=3000"; the size is the aligned one the double generates). Returns
+ * undefined when the knob does not decide for this size.
+ * @param {string | undefined} raw @param {number} width @param {number} height @returns {number | undefined}
+ */
+export function vramNeedFromEnv(raw, width, height) {
+  if (raw === undefined || raw.trim() === "") return undefined;
+  const single = Number(raw);
+  if (Number.isFinite(single) && single >= 0) return Math.ceil(single);
+  let fallback;
+  for (const entry of raw.split(",")) {
+    const m = /^\s*(\*|(\d+)x(\d+))\s*=\s*(\d+(?:\.\d+)?)\s*$/.exec(entry);
+    if (!m) continue;
+    const mib = Math.ceil(Number(m[4]));
+    if (m[1] === "*") fallback = mib;
+    else if (Number(m[2]) === width && Number(m[3]) === height) return mib;
+  }
+  return fallback;
+}

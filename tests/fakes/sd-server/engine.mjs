@@ -7,7 +7,13 @@
  * process; `--eager-load` loads them all before `listening on`.
  *
  * The times come from `Timing` (tests/fakes/sd-server/timing.mjs); the simulated GPU from
- * tests/fakes/fake-gpu.mjs.
+ * tests/fakes/fake-gpu.mjs. With a card there, the engine claims VRAM as holder sd-<pid>: the
+ * need of the first request's shape when its UNet loads (or of the default size with
+ * `--eager-load`), held until the process exits and raised when a later request needs more (a
+ * bigger size); it never shrinks (a simplification: the real server frees its compute buffers
+ * between generations and keeps only the weights). A raise the card has no room for fails that
+ * request like a compute-buffer allocation does (cudaMalloc out of memory, `<unet>: failed to
+ * allocate the compute buffer`, sampling failed: 500) and keeps the old claim.
  */
 import fs from "node:fs";
 import { performance } from "node:perf_hooks";
@@ -61,6 +67,7 @@ const since = (/** @type {number} */ t) => (now() - t) / 1000;
  * @property {Timing} timing
  * @property {string | undefined} gpuDir
  * @property {boolean} oom             FAKE_SD_OOM: the UNet never fits
+ * @property {string | undefined} vramMib FAKE_SD_VRAM_MIB: a forced need (with a card)
  * @property {number} crashAtStep      FAKE_SD_CRASH_AT_STEP (0: never), counted over the process
  * @property {"abort" | "fail"} crashMode
  * @property {number} hangAtStep       FAKE_SD_HANG_AT_STEP (0: never)
@@ -81,6 +88,8 @@ export class Engine {
     this.loaded = { te: false, diffusion: false, vaeDecoder: false, vaeEncoder: false };
     this.warm = { cond: false, step: false, decode: false };
     this.holdsGpu = false;
+    /** MiB claimed on the card (0: none). */
+    this.vramMiB = 0;
     /** @type {Set<string>} components whose file was given but is missing */
     this.missing = new Set();
     this.useTae = false;
@@ -88,8 +97,16 @@ export class Engine {
     this.generations = 0;
   }
 
-  /** Remove the simulated GPU marker (every way out of the process calls this). */
+  /** Remove the simulated GPU marker and claim (every way out of the process calls this). */
   releaseGpu() {
+    if (this.o.gpuDir && this.vramMiB > 0) {
+      this.vramMiB = 0;
+      try {
+        fakeGpu.release(this.o.gpuDir, fakeGpu.sdHolder(process.pid));
+      } catch {
+        // the test may already have removed the directory
+      }
+    }
     if (this.o.gpuDir && this.holdsGpu) {
       this.holdsGpu = false;
       try {
@@ -101,14 +118,15 @@ export class Engine {
   }
 
   /**
-   * Weights are about to go to the GPU: with an LLM resident that is a violation and the
-   * allocation fails. Returns false when it must fail (out of memory).
+   * Weights are about to go to the GPU: take the marker. Without a card, an LLM resident is a
+   * violation and the allocation fails: returns false when it must fail (out of memory). With a
+   * card, memory is claimed by claimVram instead.
    * @param {string} what
    */
   claimGpu(what) {
     const dir = this.o.gpuDir;
     if (!dir || this.holdsGpu) return true;
-    const resident = fakeGpu.residentModels(dir);
+    const resident = fakeGpu.readCard(dir) ? [] : fakeGpu.residentModels(dir);
     if (resident.length > 0) {
       fakeGpu.recordViolation(dir, "sd-server", `sd-server loads ${what} while the LLM is resident in VRAM: ${resident.join(", ")}`);
       return false;
@@ -116,6 +134,35 @@ export class Engine {
     fakeGpu.markDiffusionStarted(dir, process.pid);
     this.holdsGpu = true;
     return true;
+  }
+
+  /**
+   * With a card: hold at least the need of this shape (claim, or raise the claim). Undefined
+   * without a card; else the claim's answer (ok when the held claim already covers it).
+   * @param {number} width @param {number} height @param {boolean} vaeTiling
+   * @returns {{ ok: boolean, needMiB: number, freeMiB: number } | undefined}
+   */
+  claimVram(width, height, vaeTiling) {
+    const dir = this.o.gpuDir;
+    if (!dir || !fakeGpu.readCard(dir)) return undefined;
+    const need = fakeGpu.vramNeedFromEnv(this.o.vramMib, width, height) ?? fakeGpu.vramNeedMiB({ version: this.profile.version, width, height, vaeTiling });
+    if (need <= this.vramMiB) return { ok: true, needMiB: need, freeMiB: fakeGpu.freeMiB(dir) };
+    const r = fakeGpu.claim(dir, { holder: fakeGpu.sdHolder(process.pid), kind: "sd", mib: need, label: `sd-server ${this.profile.version} ${width}x${height}` });
+    if (r.ok) this.vramMiB = r.mib;
+    return { ok: r.ok, needMiB: need, freeMiB: r.freeMiB };
+  }
+
+  /**
+   * One out-of-memory, in oom.jsonl (with FAKE_GPU_DIR).
+   * @param {"no-room" | "llm-resident" | "forced"} reason @param {number | null} needMiB @param {number | null} freeMiB @param {string} what
+   */
+  recordOom(reason, needMiB, freeMiB, what) {
+    if (!this.o.gpuDir) return;
+    try {
+      fakeGpu.recordOom(this.o.gpuDir, { by: "sd-server", pid: process.pid, reason, needMiB, freeMiB, what });
+    } catch {
+      // the test may already have removed the directory
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -126,8 +173,9 @@ export class Engine {
    * The start-up lines. Returns false after the ERROR lines when the context cannot be made
    * (the caller prints `new_sd_ctx_t failed` and exits 1).
    * @param {boolean} eagerLoad
+   * @param {{ width: number, height: number }} [defaultSize] the size --eager-load claims for (-W/-H)
    */
-  async open(eagerLoad) {
+  async open(eagerLoad, defaultSize = { width: 512, height: 512 }) {
     const log = this.log;
     const ctx = this.ctx;
     /** @param {string} file */
@@ -213,8 +261,13 @@ export class Engine {
     }
     if (eagerLoad) {
       const all = { desc: p.diffusion.desc, tensors: p.te.tensors + p.diffusion.tensors + p.vaeFull.tensors, mb: p.totalMB };
-      const fits = this.claimGpu("all weights (--eager-load)") && !this.o.oom;
-      if (!fits) {
+      const noLlm = this.claimGpu("all weights (--eager-load)");
+      const vram = noLlm && !this.o.oom ? this.claimVram(defaultSize.width, defaultSize.height, false) : undefined;
+      if (!noLlm || this.o.oom || (vram && !vram.ok)) {
+        const what = `eager load, ${p.version} ${defaultSize.width}x${defaultSize.height}`;
+        if (this.o.oom) this.recordOom("forced", null, null, what);
+        else if (!noLlm) this.recordOom("llm-resident", null, null, what);
+        else if (vram) this.recordOom("no-room", vram.needMiB, vram.freeMiB, what);
         await sleep(Math.min(this.o.timing.load.eager, 5));
         this.cudaOom(p.totalMB);
         log.error("stable-diffusion.cpp", 1699, "model params eager load failed");
@@ -381,7 +434,12 @@ export class Engine {
       log.info("stable-diffusion.cpp", 5679, `generating image: ${b + 1}/${g.batchCount} - seed ${seed}`);
       if (!this.loaded.diffusion) {
         fitsGpu = needGpu("the diffusion model") && fitsGpu;
-        if (!fitsGpu || this.o.oom) {
+        const vram = fitsGpu && !this.o.oom ? this.claimVram(width, height, g.vaeTiling) : undefined;
+        if (!fitsGpu || this.o.oom || (vram && !vram.ok)) {
+          const what = `UNet load, ${p.version} ${width}x${height}`;
+          if (this.o.oom) this.recordOom("forced", null, null, what);
+          else if (!fitsGpu) this.recordOom("llm-resident", null, null, what);
+          else if (vram) this.recordOom("no-room", vram.needMiB, vram.freeMiB, what);
           await sleep(Math.min(T.load.diffusion, 5));
           this.cudaOom(p.diffusion.mb);
           log.error("ggml_extend.hpp", 1989, `${p.diffusion.desc} prepare graph weights failed`);
@@ -390,6 +448,20 @@ export class Engine {
         }
         await this.loadTensors(p.diffusion, T.load.diffusion, true);
         this.loaded.diffusion = true;
+      } else if (b === 0) {
+        // the weights are in; a bigger shape needs bigger compute buffers
+        const held = this.vramMiB;
+        const vram = this.claimVram(width, height, g.vaeTiling);
+        if (vram && !vram.ok) {
+          this.recordOom("no-room", vram.needMiB, vram.freeMiB, `compute buffer, ${p.version} ${width}x${height}`);
+          await sleep(Math.min(T.stepMs, 5));
+          this.log.ggmlError(
+            `ggml_backend_cuda_buffer_type_alloc_buffer: allocating ${f2(vram.needMiB - held)} MiB on device 0: cudaMalloc failed: out of memory\n`,
+          );
+          log.error("ggml_extend.hpp", 1876, `${p.diffusion.desc}: failed to allocate the compute buffer`);
+          log.error("stable-diffusion.cpp", 5716, `sampling for image ${b + 1}/${g.batchCount} failed after ${f2(since(samplingStart))}s`);
+          return { ok: false };
+        }
       }
       let lastStep = samplingStart;
       for (let step = 1; step <= sampleSteps; step++) {
