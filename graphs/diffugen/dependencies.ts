@@ -86,7 +86,7 @@ export function vramLedgerFor(config: Config, env: NodeJS.ProcessEnv = process.e
 }
 
 /** What one process holds on the GPU now (nvidia-smi's compute apps), to learn a drawing's peak. */
-function processVramReader(config: Config): ((pid: number) => Promise<number | undefined>) | undefined {
+export function processVramReader(config: Config): ((pid: number) => Promise<number | undefined>) | undefined {
   const nvidiaSmi = config.gpu.vramPolicy === "swap" ? undefined : findNvidiaSmi(config.llm.nvidiaSmi);
   if (!nvidiaSmi) return undefined;
   return async (pid) => (await readComputeApps(nvidiaSmi))?.find((app) => app.pid === pid)?.usedMemoryMiB;

@@ -89,6 +89,11 @@ export function fromGpuEvent(event: GpuEvent, progressSoFar = 0): ProgressEvent 
         }),
         progress: progressSoFar,
       };
+    case "fits_beside_llm":
+      // VRAM_POLICY=fit: "Fits beside qwen2.5:3b (5.1 of 12 GB): the LLM stays in VRAM".
+      return status("unloading_llm", `${capitalised(event.message)}: the LLM stays in VRAM`, 1);
+    case "needs_whole_gpu":
+      return status("unloading_llm", capitalised(event.message));
     case "unloading_llm":
       return status("unloading_llm", "Moving the LLM out of VRAM");
     case "llm_unloaded":
@@ -115,4 +120,8 @@ export function fromGpuEvent(event: GpuEvent, progressSoFar = 0): ProgressEvent 
 
 export function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`;
+}
+
+function capitalised(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
 }

@@ -483,7 +483,12 @@ export class GpuScheduler {
         // The LLM never left: nothing to reload.
         this.#beside = undefined;
         this.#log("GPU released", { jobId: lease.jobId, phase: "diffusion", besideLlm: true });
-        this.#advance(job);
+        const step = this.#advance(job);
+        // The burst is over (no drawing next): what still holds the image model (a kept
+        // sd-server) goes, so the LLM side has the memory between bursts, as after a swap.
+        if (step.kind !== "checking_fit" && !this.#queue.some((w) => w.phase === "diffusion")) {
+          await this.#diffusion?.release().catch((error: unknown) => this.#log("releasing the image model failed", { error: errorMessage(error) }));
+        }
         return { kind: "llm_stayed" };
       }
       if (holder.kind !== "diffusion" || holder.lease !== lease) {

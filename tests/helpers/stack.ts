@@ -23,12 +23,13 @@ import { fileURLToPath } from "node:url";
 import type { DiffugenDeps } from "../../graphs/diffugen/dependencies.js";
 import { bootstrap, type Bootstrapped, type Role } from "../../src/bootstrap/index.js";
 import { loadConfig, type Config } from "../../src/config/index.js";
-import { SdBackends } from "../../src/diffusion/index.js";
+import { processVramReader, vramLedgerFor } from "../../graphs/diffugen/dependencies.js";
+import { SdBackends, VramNeeds } from "../../src/diffusion/index.js";
 import { GpuScheduler } from "../../src/gpu/index.js";
 import type { JobRunner } from "../../src/jobs/index.js";
 import { OllamaResidency, PromptRefiner, type LlmLogger, type OllamaResidencyOptions } from "../../src/llm/index.js";
 import { startServer, type RunningServer, type StartServerOptions } from "../../src/server/index.js";
-import { isAlive, readSpawns } from "../fakes/fake-gpu.mjs";
+import { installNvidiaSmi, isAlive, readSpawns, setCard, type CardSpec } from "../fakes/fake-gpu.mjs";
 import { startFakeOllama, type FakeOllama, type FakeOllamaOptions } from "../fakes/ollama-server.js";
 import { sleep, withTimeout } from "./timing.js";
 
@@ -73,6 +74,12 @@ export interface StackOptions {
   modelFiles?: string[] | undefined;
   /** Prefix of the temp folder's name. */
   prefix?: string | undefined;
+  /**
+   * A simulated card with its memory (tests/fakes/fake-gpu.mjs): the doubles claim VRAM on
+   * it, the fake nvidia-smi reports it (NVIDIA_SMI points at it), and VRAM_POLICY=fit has a
+   * ledger. Absent: no memory tool, the strict "never both" GPU, every drawing swaps.
+   */
+  card?: CardSpec | undefined;
 }
 
 export interface StackServerOptions extends StackOptions {
@@ -154,6 +161,9 @@ export async function startStack(options: StackOptions & { server?: StartServerO
   };
 
   try {
+    // The card comes first: a model the fake Ollama preloads claims its memory on it.
+    if (options.card) setCard(gpuDir, options.card);
+    const cardEnv: Record<string, string> = options.card ? { NVIDIA_SMI: installNvidiaSmi(gpuDir) } : {};
     const ollama = await startFakeOllama({ installed: [LLM_MODEL], resident: [LLM_MODEL], ...options.ollama, gpuDir });
     undo.push(() => ollama.close());
     // Whatever a failed test left running ends here, by pid (after the server and the jobs had their chance).
@@ -171,6 +181,7 @@ export async function startStack(options: StackOptions & { server?: StartServerO
       DEFAULT_IMAGE_MODEL: "sd15",
       LOG_LEVEL: "silent",
       ...(timing === "test" ? { UNLOAD_TIMEOUT_S: "2", REFINE_TIMEOUT_S: "3" } : {}),
+      ...cardEnv,
       ...options.env,
     });
 
@@ -188,14 +199,25 @@ export async function startStack(options: StackOptions & { server?: StartServerO
       ...(timing === "test" ? { pollInitialMs: 10, pollMaxMs: 50 } : {}),
     };
     // sd-server starts and stops are logged beside the swaps: one timeline of the GPU.
-    const backends = options.deps?.backends ?? new SdBackends(config.sd, { log: (message, fields) => gpuLog.push({ at: clock(), message, fields }) });
+    const vramNeeds = options.deps?.vramNeeds ?? new VramNeeds();
+    const vram = vramLedgerFor(config);
+    const backends =
+      options.deps?.backends ??
+      new SdBackends(config.sd, {
+        log: (message, fields) => gpuLog.push({ at: clock(), message, fields }),
+        needs: vramNeeds,
+        processVramMiB: processVramReader(config),
+      });
     const app = bootstrap(config, options.role ?? "serve", {
       deps: {
         // What createDiffugenDeps builds, with the residency and the logs tuned as above.
         backends,
+        vramNeeds,
+        vram,
         scheduler: new GpuScheduler({
           llm: new OllamaResidency(config.llm, residency),
           diffusion: backends,
+          fit: vram,
           maxQueue: config.gpu.maxQueue,
           maxBatch: config.gpu.maxBatch,
           log: (message, fields) => gpuLog.push({ at: clock(), message, fields }),
