@@ -2,6 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 import type { SdBackendStats } from "../diffusion/index.js";
 import type { GateStatus, GpuHolderState, GpuSchedulerStats, LlmState } from "../gpu/index.js";
 import { DiffusionMetrics } from "./diffusion-metrics.js";
+import { VramMetrics, type VramSource } from "./vram-metrics.js";
 import type { JobEvent, JobInput, JobOutcome, JobResult } from "../jobs/job.js";
 import type { JobInfo, JobObserver } from "../jobs/job-observer.js";
 import { CountFollower, DurationFollower } from "./duration-follower.js";
@@ -30,6 +31,8 @@ export interface ServiceMetricsOptions {
   gate?: GateStatsSource | undefined;
   /** sd-cli / sd-server: model loads, sd-server starts and stops, time to the first step. */
   diffusion?: DiffusionStatsSource | undefined;
+  /** VRAM_POLICY=fit's ledger, when one runs. */
+  vram?: VramSource | undefined;
   /** prom-client's process metrics (CPU, memory, event loop, GC) on this registry. Default true. */
   processMetrics?: boolean | undefined;
   /** Clock in ms (uptime). Default Date.now. */
@@ -67,6 +70,7 @@ export class ServiceMetrics implements JobObserver {
   readonly #scheduler: GpuStatsSource;
   readonly #gate: GateStatsSource | undefined;
   readonly #diffusion: DiffusionMetrics | undefined;
+  readonly #vram: VramMetrics;
   readonly #now: () => number;
   readonly #startedAt: number;
 
@@ -106,6 +110,7 @@ export class ServiceMetrics implements JobObserver {
     this.#scheduler = options.scheduler;
     this.#gate = options.gate;
     this.#diffusion = options.diffusion && new DiffusionMetrics(options.diffusion, this.registry);
+    this.#vram = new VramMetrics(options.vram, this.registry);
     this.#now = options.now ?? Date.now;
     this.#startedAt = this.#now();
     const registers = [this.registry];
@@ -279,6 +284,7 @@ export class ServiceMetrics implements JobObserver {
     for (const state of keysOf(llmStates)) this.#llmState.labels(state).set(state === stats.llm.state ? 1 : 0);
     this.#refreshGate();
     this.#diffusion?.refresh();
+    this.#vram.refresh(stats);
     return stats;
   }
 
@@ -330,6 +336,7 @@ export class ServiceMetrics implements JobObserver {
       },
       seconds_per_step: this.#stepMeans.snapshot(),
       ...(this.#diffusion ? { diffusion: this.#diffusion.snapshot() } : {}),
+      vram: this.#vram.snapshot(gpu),
     };
   }
 }

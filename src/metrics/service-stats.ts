@@ -40,6 +40,8 @@ export interface ServiceStats {
   seconds_per_step: Record<string, { mean: number; samples: number }>;
   /** Which program drew, and what it cost to load (absent for an app built without the backends). */
   diffusion?: DiffusionStats | undefined;
+  /** The VRAM ledger (VRAM_POLICY): swaps avoided, the last decision, the card at its last reading. */
+  vram?: VramStats | undefined;
 }
 
 export interface DiffusionStats {
@@ -49,4 +51,23 @@ export interface DiffusionStats {
   sd_server: { starts: number; stops: Record<SdServerStopReason, number> };
   /** From the start of a job's generation to its first sampling step. */
   first_step: Record<SdBackendKind, { count: number; mean_ms: number; last_ms: number | null }>;
+}
+
+export interface VramStats {
+  /** `fit` when a ledger runs (a memory tool answers and VRAM_POLICY is not swap). */
+  policy: "fit" | "swap";
+  swaps_avoided: number;
+  /** Drawings the ledger sent to a swap. */
+  whole_gpu: number;
+  last_decision: string | null;
+  card: {
+    tool: string;
+    total_mib: number;
+    free_mib: number;
+    used_mib: number;
+    llm_mib: number;
+    other_mib: number;
+    margin_mib: number;
+    at: string;
+  } | null;
 }

@@ -64,7 +64,7 @@ export function createApp(runner: JobRunner, options: AppOptions = {}): Hono<App
   const logger = options.logger ?? createLogger({ level: deps.config.logLevel });
   // The watchdog bootstrap started: /health and /metrics show what it caught.
   const gate = options.gate;
-  const metrics = options.metrics ?? new ServiceMetrics({ scheduler: deps.scheduler, gate, diffusion: deps.backends });
+  const metrics = options.metrics ?? new ServiceMetrics({ scheduler: deps.scheduler, gate, diffusion: deps.backends, vram: deps.vram });
   const serverOptions: ServerOptions = {
     apiKey: options.apiKey,
     publicBaseUrl: options.publicBaseUrl?.replace(/\/+$/, ""),

@@ -130,6 +130,18 @@ describe("VRAM_POLICY=fit on a simulated card", () => {
     expect(swaps(s.stack)).toEqual({ unloads: 0, reloads: 0 });
     expect(readViolations(s.stack.gpuDir)).toEqual([]);
     expect(readOoms(s.stack.gpuDir)).toEqual([]);
+
+    // The ledger, as an operator sees it.
+    const stats = (await (await fetch(`${s.url}/stats`)).json()) as { vram: Record<string, unknown> & { card: Record<string, unknown> } };
+    expect(stats.vram).toMatchObject({ policy: "fit", swaps_avoided: 1, whole_gpu: 0, last_decision: expect.stringMatching(/^fits beside qwen2\.5:3b/) });
+    expect(stats.vram.card).toMatchObject({ tool: "nvidia-smi", total_mib: 12288 });
+    const metrics = await (await fetch(`${s.url}/metrics`)).text();
+    expect(metrics).toContain(`diffugen_vram_bytes{kind="total"} ${12288 * 2 ** 20}`);
+    expect(metrics).toContain("diffugen_swaps_avoided_total 1");
+    const health = (await (await fetch(`${s.url}/health`)).json()) as { vram: { policy: string; card: { llmMiB: number; llms: { name: string }[] } } };
+    expect(health.vram.policy).toBe("fit");
+    expect(health.vram.card.llms.map((m) => m.name)).toEqual([LLM_MODEL]);
+    expect(health.vram.card.llmMiB).toBeGreaterThan(2000);
   });
 
   it("8 GB card, 2.5 GB LLM, SDXL at 1024: today's swap, one unload and one reload for the burst, and it says why", async () => {

@@ -154,6 +154,8 @@ describe("GET /metrics and GET /stats", () => {
         sd_server: { starts: 0, stops: { burst_end: 0, model_change: 0, cli_job: 0, cancel: 0, failure: 0, shutdown: 0 } },
         first_step: { cli: { count: 1, mean_ms: expect.any(Number), last_ms: expect.any(Number) }, server: { count: 0, mean_ms: 0, last_ms: null } },
       },
+      // No memory tool here: no ledger, every drawing swaps.
+      vram: { policy: "swap", swaps_avoided: 0, whole_gpu: 0, last_decision: null, card: null },
     });
     expect(sampleValue(after, "diffugen_model_loads_total", { backend: "cli" })).toBe(1);
     expect(sampleValue(after, "diffugen_time_to_first_step_seconds_count", { backend: "cli" })).toBe(1);

@@ -80,6 +80,10 @@ export function healthRoutes(ctx: ServerContext) {
       },
       models,
       scheduler: scheduler.state(),
+      // The VRAM ledger (VRAM_POLICY=fit), read now; `swap` without one.
+      vram: ctx.deps.vram
+        ? { policy: "fit", marginMiB: ctx.deps.vram.marginMiB, card: (await ctx.deps.vram.read(signal).catch(() => undefined)) ?? null }
+        : { policy: "swap", card: null },
       jobs: { active: ctx.runner.activeJobs },
       gate: gateView(ctx.gate?.status()),
     });
