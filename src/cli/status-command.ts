@@ -128,6 +128,14 @@ const statsSchema = z.looseObject({
     })
     .optional(),
   seconds_per_step: z.record(z.string(), z.looseObject({ mean: z.number(), samples: z.number() })).optional(),
+  vram: z
+    .looseObject({
+      policy: z.string(),
+      swaps_avoided: count,
+      last_decision: z.string().nullable().optional(),
+      card: z.looseObject({ total_mib: z.number(), free_mib: z.number(), llm_mib: z.number(), other_mib: z.number() }).nullable().optional(),
+    })
+    .optional(),
 });
 type Stats = z.output<typeof statsSchema>;
 
@@ -374,6 +382,7 @@ function renderServer(url: string, health: Health, stats: Stats | undefined, sta
     ].filter((p) => p !== undefined);
     if (parts.length > 0) out.push(`  ${parts.join("; ")}`);
   }
+  if (stats?.vram) out.push(...renderVram(stats.vram));
   out.push(...renderResident(ollama.resident, ollama.residentError));
   if (health.gate && health.gate.bypasses > 0) out.push(renderGate(url, health.gate));
 
@@ -399,6 +408,19 @@ function renderServer(url: string, health: Health, stats: Stats | undefined, sta
     out.push(`Seconds per step: ${perStep.map(([model, m]) => `${model} ${m.mean.toFixed(2)} s (${m.samples} run${m.samples === 1 ? "" : "s"})`).join(", ")}`);
   }
   if (statsError) out.push(`(no statistics: ${statsError})`);
+  return out;
+}
+
+/** The VRAM ledger: the policy, the card as last read, the swaps it avoided. */
+function renderVram(vram: NonNullable<Stats["vram"]>): string[] {
+  const gb = (mib: number) => (mib / 1024).toFixed(1);
+  if (vram.policy !== "fit") return ["  VRAM policy: swap (the LLM leaves VRAM for every drawing; no memory tool, or VRAM_POLICY=swap)"];
+  const out = [`  VRAM policy: fit (${vram.swaps_avoided ?? 0} swap${vram.swaps_avoided === 1 ? "" : "s"} avoided)`];
+  const card = vram.card;
+  if (card) {
+    out.push(`  VRAM: ${gb(card.total_mib - card.free_mib)} of ${gb(card.total_mib)} GB used (LLMs ${gb(card.llm_mib)} GB, other ${gb(card.other_mib)} GB), ${gb(card.free_mib)} GB free`);
+  }
+  if (vram.last_decision) out.push(`  last drawing: ${vram.last_decision}`);
   return out;
 }
 

@@ -5,6 +5,7 @@ import path from "node:path";
 import { execa } from "execa";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startFakeOllama, type FakeOllama } from "../fakes/ollama-server.js";
+import { CARDS } from "../fakes/fake-gpu.mjs";
 import { startServerStack, type ServerStack } from "../server/harness.js";
 import { until } from "../helpers/until.js";
 import { diffugenCommand, root } from "./helpers/diffugen-command.js";
@@ -84,6 +85,18 @@ describe("diffugen status, with the server up", () => {
     expect(out).toContain(`${cli} models pull <name>`);
     // sd15 (the default) is ready on the server, sd-cli and Ollama too: nothing to do.
     expect(out).not.toContain("Next:");
+  });
+
+  it("shows the VRAM ledger on a card where drawings fit beside the LLM", async () => {
+    s = await startServerStack({ card: CARDS["12GB"], ollama: { modelSizes: { "qwen2.5:3b": 2.5e9 } } });
+    const answer = await s.client.images.generate({ prompt: "a fox", size: "64x64", steps: 2, refine: false } as never);
+    expect(answer.data).toHaveLength(1);
+    await s.stack.deps.scheduler.whenSettled();
+    const result = await status(["--url", s.url]);
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stdout).toContain("VRAM policy: fit (1 swap avoided)");
+    expect(result.stdout).toMatch(/VRAM: \d+\.\d of 12\.0 GB used \(LLMs 2\.3 GB, other \d+\.\d GB\), \d+\.\d GB free/);
+    expect(result.stdout).toMatch(/last drawing: fits beside qwen2\.5:3b/);
   });
 
   it("sd-cli not found on the server: says so, and the command that installs it", async () => {
