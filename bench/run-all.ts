@@ -15,6 +15,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import * as burstBackends from "./burst-backends.js";
+import * as vramFit from "./vram-fit.js";
 import * as gateway from "./gateway.js";
 import * as overhead from "./overhead.js";
 import * as progressLatency from "./progress-latency.js";
@@ -34,6 +35,7 @@ interface Results {
   rss?: rss.RssResult;
   gateway?: gateway.GatewayResult;
   burstBackends?: burstBackends.BurstBackendsResult;
+  vramFit?: vramFit.VramFitResult;
 }
 
 const results: Results = {};
@@ -62,6 +64,7 @@ await step("reloadVsImage", "reload-vs-image", reloadVsImage.run);
 await step("rss", "rss", rss.run);
 await step("gateway", "gateway", gateway.run);
 await step("burstBackends", "burst-backends", () => burstBackends.run());
+await step("vramFit", "vram-fit", vramFit.run);
 
 // ---------------------------------------------------------------------------------- the table
 
@@ -131,6 +134,17 @@ if (bb) {
     ]);
   }
 } else rows.push(failed("burst-backends"));
+
+const vf = results.vramFit;
+if (vf) {
+  for (const p of vf.policies) {
+    rows.push([
+      `burst of ${vf.setup.images} on ${vf.setup.card}, VRAM_POLICY=${p.policy}`,
+      `${ms(p.wallMs, 0)}, LLM available ${Math.round(p.llmAvailability * 100)} %`,
+      `${p.unloads} unload + ${p.reloads} reload, ${p.swapsAvoided} swaps avoided; chat p50 ${ms(p.chatMs.p50, 0)}${p.failed ? `; ${p.failed} FAILED` : ""}`,
+    ]);
+  }
+} else rows.push(failed("vram-fit"));
 
 const mem = results.rss;
 if (mem) {

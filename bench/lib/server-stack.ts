@@ -16,7 +16,7 @@ import fs from "node:fs";
 import type { DiffugenDeps } from "../../graphs/diffugen/dependencies.js";
 import type { JobRunner } from "../../src/jobs/index.js";
 import type { RunningServer } from "../../src/server/index.js";
-import { readViolations, residentModels } from "../../tests/fakes/fake-gpu.mjs";
+import { readViolations, residentModels, type CardSpec } from "../../tests/fakes/fake-gpu.mjs";
 import type { FakeOllama, FakeOllamaOptions } from "../../tests/fakes/ollama-server.js";
 import { startStack, type GpuLogLine } from "../../tests/helpers/stack.js";
 import { epochNow } from "./stats.js";
@@ -50,6 +50,8 @@ export interface BenchServerOptions {
   /** Extra service variables (MAX_QUEUE...). */
   env?: Record<string, string>;
   apiKey?: string;
+  /** A simulated card with its memory (the fake nvidia-smi reports it; VRAM_POLICY=fit has a ledger). */
+  card?: CardSpec;
 }
 
 export async function startBenchServer(options: BenchServerOptions = {}): Promise<BenchServer> {
@@ -60,6 +62,7 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
     ollama: options.ollama,
     sdEnv: options.sdEnv,
     env: { MAX_QUEUE: "64", LOG_LEVEL: "warn", ...options.env },
+    card: options.card,
     server: {
       apiKey: options.apiKey,
       log: (message) => process.stderr.write(`server: ${message}\n`),

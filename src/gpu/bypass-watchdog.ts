@@ -116,13 +116,16 @@ export class BypassWatchdog {
     if (holder.kind !== "diffusion") return this.#endWatch();
     // From one diffusion job straight to the next (a batch): the same stretch without an
     // LLM, so a model still listed from the last job is not reported again.
+    // VRAM_POLICY=fit: a drawing beside the LLM; the models resident when it was decided are expected.
+    const expected = holder.besideLlm ?? [];
     if (this.#watch) {
       this.#watch.jobId = holder.jobId;
+      for (const model of expected) this.#watch.listed.add(model);
       return;
     }
     // The first poll at once: a model the unload could not see (loaded between its last
     // poll and this grant) is reported now, and once.
-    this.#watch = { jobId: holder.jobId, listed: new Set(), timer: undefined, stop: new AbortController() };
+    this.#watch = { jobId: holder.jobId, listed: new Set(expected), timer: undefined, stop: new AbortController() };
     void this.#poll(this.#watch);
   }
 

@@ -126,6 +126,18 @@ describe("BypassWatchdog", () => {
     expect(gate.status().bypasses).toBe(1);
   });
 
+  it("beside the LLM (VRAM_POLICY=fit), the models resident when the drawing was decided are expected; another one is a bypass", async () => {
+    const gate = watchdog();
+    ps.models = ["qwen2.5:3b"];
+    holder.set({ kind: "diffusion", jobId: "d1", since: Date.now(), besideLlm: ["qwen2.5:3b"] });
+    await vi.advanceTimersByTimeAsync(3_000);
+    expect(warnings).toEqual([]);
+    ps.models = ["qwen2.5:3b", "llama3.2:1b"];
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(warnings.map((w) => w.bypass.model)).toEqual(["llama3.2:1b"]);
+    expect(gate.status().bypasses).toBe(1);
+  });
+
   it("a model that leaves and is loaded again is a second bypass; two models are two", async () => {
     const gate = watchdog();
     holder.diffusion("d1");
