@@ -11,14 +11,16 @@
  *   VRAM_INVARIANT_SEED=<seed> npx vitest run tests/integration/vram-invariant.test.ts
  * (VRAM_INVARIANT_DEBUG=1 also prints how each kind of planned abort ended.)
  */
+import fs from "node:fs";
+import path from "node:path";
 import { afterEach, describe, expect, it, onTestFailed } from "vitest";
 import type { DiffugenStateValue } from "../../graphs/diffugen/state.js";
 import type { ProgressEvent } from "../../src/events/progress-event.js";
 import type { JobEvent, JobOutcome } from "../../src/jobs/index.js";
-import { isAlive, readSpawns, readViolations, runningDiffusions } from "../fakes/fake-gpu.mjs";
+import { CARDS, isAlive, readOoms, readSpawns, readViolations, runningDiffusions, type CardSpec } from "../fakes/fake-gpu.mjs";
 import { defaultResponder, type Responder } from "../fakes/ollama-server.js";
 import { watchResidency } from "../helpers/residency-watch.js";
-import { FAST_SD_ENV, LLM_MODEL, startStack, type Stack, type StackOptions } from "../helpers/stack.js";
+import { FAST_SD_ENV, LLM_MODEL, SD15_FILE, startStack, type Stack, type StackOptions } from "../helpers/stack.js";
 import { sleep, withTimeout } from "../helpers/timing.js";
 import { createPrng, seedFromEnv } from "./helpers/prng.js";
 
@@ -28,9 +30,10 @@ const stacks: Stack[] = [];
  * The product's own timing (its /api/ps poll, the scheduler's real waits), with LLM
  * timeouts long enough for a loaded CI box; `sdEnv` tunes the sd-cli double.
  */
-async function stackFor(options: { ollama?: StackOptions["ollama"]; env?: Record<string, string>; sdEnv?: Record<string, string> }): Promise<Stack> {
+async function stackFor(options: { ollama?: StackOptions["ollama"]; env?: Record<string, string>; sdEnv?: Record<string, string>; card?: CardSpec }): Promise<Stack> {
   const stack = await startStack({
     prefix: "diffugen-vram-",
+    card: options.card,
     timing: "product",
     ollama: options.ollama,
     env: { REFINE_TIMEOUT_S: "10", UNLOAD_TIMEOUT_S: "10", GENERATION_TIMEOUT_S: "60", ...options.env },
@@ -361,6 +364,56 @@ describe("VRAM invariant on the product (job runner + graph, fake Ollama + sd-cl
     expect(spawns).toBeGreaterThanOrEqual(sampled);
     expect(spawns).toBeLessThanOrEqual(stats.diffusionBatches.jobs);
     expect(stats.grants.diffusion).toBe(stats.diffusionBatches.jobs);
+  });
+
+  it("on a 12 GB card under VRAM_POLICY=fit: 16 concurrent jobs of mixed sizes with aborts, the card is never over, and every job not aborted draws", async () => {
+    const seed = seedFromEnv("VRAM_INVARIANT_SEED");
+    const plans = planJobs(seed, 16);
+    const rng = createPrng(seed ^ 0xf17);
+    // SD 1.5 at 512 (3 GB) and at 1024 (5.4 GB) both fit beside the 2.5 GB LLM on 12 GB,
+    // but not two at once: the scheduler must run them one after the other.
+    const sizes = plans.map(() => (rng.next() < 0.7 ? 512 : 1024));
+    const stack = await stackFor({
+      card: CARDS["12GB"],
+      ollama: { modelSizes: { [LLM_MODEL]: 2.5e9 } },
+      env: { MAX_QUEUE: "64" },
+      sdEnv: { FAKE_SD_STEP_MS: "15" },
+    });
+    fs.truncateSync(path.join(stack.modelsDir, SD15_FILE), 2 * 2 ** 30);
+    onTestFailed(() => console.error(`\nfit random test FAILED with seed ${seed}; ooms: ${JSON.stringify(readOoms(stack.gpuDir))}`));
+    reportOnFailure(stack);
+    const runs = new Map<string, JobRun>();
+    await withTimeout(
+      Promise.all(
+        plans.map(async (plan, i) => {
+          await sleep(plan.startAfterMs);
+          const client = new AbortController();
+          const timer = plan.abort.kind === "timer" ? setTimeout(() => client.abort(), plan.abort.afterMs) : undefined;
+          try {
+            runs.set(plan.jobId, await runJob(stack, { request: `draw ${plan.jobId} a fox`, steps: plan.steps, size: sizes[i], signal: client.signal }));
+          } finally {
+            clearTimeout(timer);
+          }
+        }),
+      ),
+      40_000,
+      "the 16 jobs",
+    );
+    await withTimeout(stack.deps.scheduler.whenSettled(), 10_000, "scheduler.whenSettled()");
+    for (const plan of plans) {
+      const run = runs.get(plan.jobId);
+      expect(run, plan.jobId).toBeDefined();
+      // Out of memory beside the LLM is retried with the whole GPU: never the client's failure.
+      if (run!.outcome.kind === "failed") throw new Error(`${plan.jobId} failed: ${JSON.stringify(run!.outcome.error)}`);
+      if (plan.abort.kind !== "timer") expect(run!.outcome.kind, plan.jobId).toBe("images");
+    }
+    expect(readViolations(stack.gpuDir)).toEqual([]);
+    expectCleanGpu(stack);
+    // The LLM never had to leave (its state stays as first seen), or came back.
+    expect(["unknown", "resident"]).toContain(stack.deps.scheduler.state().llm);
+    expect(stack.ollama.listed()).toContain(LLM_MODEL);
+    // Drawings ran beside the LLM.
+    expect(stack.deps.scheduler.stats().fit?.besideLlm).toBeGreaterThan(0);
   });
 
   it("slow unload: sd-cli starts only after the lingering model has left /api/ps", async () => {
