@@ -20,6 +20,7 @@ export const OperatorPage: FC<OperatorPageProps> = ({ scriptUrl, styleUrl }) => 
       <meta name="viewport" content="width=device-width, initial-scale=1" />
       <meta name="color-scheme" content="light dark" />
       <title>DiffuGen</title>
+      <link rel="icon" href="data:," />
       <link rel="stylesheet" href={styleUrl} />
       <script type="module" src={scriptUrl}></script>
     </head>
@@ -37,6 +38,7 @@ export const OperatorPage: FC<OperatorPageProps> = ({ scriptUrl, styleUrl }) => 
       <section id="login" class="panel login" aria-labelledby="login-title" hidden>
         <h2 id="login-title">This DiffuGen needs its API key</h2>
         <form id="login-form">
+          <input type="text" name="username" autocomplete="username" value="diffugen" hidden />
           <label for="login-key">API key</label>
           <input id="login-key" name="key" type="password" autocomplete="current-password" required />
           <button type="submit">Open</button>

@@ -358,7 +358,9 @@ function fillModels(models) {
 function upsertJob(job, fromList = false) {
   const known = state.jobs.get(job.id);
   if (known && fromList && known.status !== "running") return;
-  state.jobs.set(job.id, { ...known, ...job, images: job.result?.images ?? known?.images });
+  // Jobs started in the same second keep the order they were heard of (the list: newest first).
+  const heard = known?.heard ?? (fromList ? -++listed : ++heardOf);
+  state.jobs.set(job.id, { ...known, ...job, heard, images: job.result?.images ?? known?.images });
   if (job.status === "running" && !state.live.has(job.id)) {
     state.live.set(job.id, { job_id: job.id, phase: job.phase, progress: job.progress, message: job.message });
   }
@@ -375,8 +377,11 @@ function patchJob(id, patch) {
   updateJob(id);
 }
 
+let heardOf = 0;
+let listed = 0;
+
 function jobsNewestFirst() {
-  return [...state.jobs.values()].sort((a, b) => b.created_at - a.created_at || (a.id < b.id ? 1 : -1)).slice(0, JOBS_SHOWN);
+  return [...state.jobs.values()].sort((a, b) => b.created_at - a.created_at || b.heard - a.heard).slice(0, JOBS_SHOWN);
 }
 
 function renderJobs() {
@@ -429,8 +434,13 @@ function updateJob(id) {
   const preview = running ? live?.preview : undefined;
   const src = image?.url ?? (preview ? `data:image/png;base64,${preview.b64_json}` : "");
   const img = thumb.querySelector("img");
-  if (src && img?.getAttribute("src") !== src) thumb.replaceChildren(h("img", { src, alt: image ? "The image" : "Latest preview", loading: "lazy" }));
-  else if (!src && !img) thumb.replaceChildren(h("span", { class: "placeholder" }, running ? "…" : "—"));
+  const alt = image ? "The image" : "Latest preview";
+  // The same <img> takes each new preview: it keeps showing the last one until the next is decoded.
+  if (src && img) {
+    if (img.getAttribute("src") !== src) img.setAttribute("src", src);
+    img.alt = alt;
+  } else if (src) thumb.replaceChildren(h("img", { src, alt }));
+  else thumb.replaceChildren(h("span", { class: "placeholder" }, running ? "…" : "—"));
 
   const written = job.request?.prompt ?? "";
   part(".prompt").textContent = written;
@@ -554,7 +564,8 @@ async function openJob(id) {
       if (message.event === "preview") continue;
       const data = JSON.parse(message.data);
       const at = data.at ? new Date(data.at).toLocaleTimeString() : "";
-      events.append(h("li", {}, h("time", {}, at), ` ${message.event}: `, data.message ?? data.status ?? ""));
+      const said = message.event === "end" ? data.status : (data.message ?? data.status ?? "");
+      events.append(h("li", {}, h("time", {}, at), ` ${message.event}: `, said));
       if (message.event === "end") break;
     }
   } catch {
@@ -661,23 +672,32 @@ function svg(tag, attrs, ...children) {
   return el;
 }
 
+/**
+ * The last 15 minutes at most, two lanes. Until there are 15 minutes of history the window
+ * starts a little before the oldest span (a minute at least), so a fresh box's first swaps
+ * are not slivers.
+ */
 function renderTimeline() {
   const width = 600;
   const lanes = { llm: 18, diffusion: 62 };
   const now = Date.now();
-  const from = now - WINDOW_MS;
-  const x = (/** @type {number} */ t) => ((Math.max(t, from) - from) / WINDOW_MS) * width;
+  const oldest = Math.min(now, ...[...state.spans.values()].map((span) => span.start));
+  const windowMs = Math.min(WINDOW_MS, Math.max(60_000, (now - oldest) * 1.1));
+  const from = now - windowMs;
+  const x = (/** @type {number} */ t) => ((Math.max(t, from) - from) / windowMs) * width;
   const ticks = [];
-  for (let m = 15; m >= 0; m -= 5) {
-    const tx = x(now - m * 60_000);
-    ticks.push(svg("line", { x1: tx, x2: tx, y1: 10, y2: 96, class: "tick" }), svg("text", { x: Math.min(tx + 2, width - 24), y: 106, class: "tick-label" }, document.createTextNode(m === 0 ? "now" : `-${m}m`)));
+  const step = windowMs > 5 * 60_000 ? 5 * 60_000 : windowMs > 2 * 60_000 ? 60_000 : 15_000;
+  for (let ago = Math.floor(windowMs / step) * step; ago >= 0; ago -= step) {
+    const tx = x(now - ago);
+    const label = ago === 0 ? "now" : ago >= 60_000 ? `-${ago / 60_000}m` : `-${ago / 1000}s`;
+    ticks.push(svg("line", { x1: tx, x2: tx, y1: 10, y2: 96, class: "tick" }), svg("text", { x: Math.min(tx + 2, width - 24), y: 106, class: "tick-label" }, document.createTextNode(label)));
   }
   const bars = [];
   for (const span of state.spans.values()) {
     const end = span.end ?? now;
     if (end < from) continue;
     const x1 = x(span.start);
-    const w = Math.max(x(end) - x1, 1.5);
+    const w = Math.max(x(end) - x1, 2);
     const title = `${span.kind.replace("_", " ")}: ${span.label} (${duration(end - span.start)}${span.end ? "" : ", ongoing"}${span.outcome ? `, ${span.outcome}` : ""})`;
     const y = lanes[/** @type {"llm" | "diffusion"} */ (span.lane)] ?? lanes.llm;
     const inner = span.kind === "llm_call" ? { y: y + 8, height: 12 } : { y: y + 2, height: 24 };
@@ -685,7 +705,7 @@ function renderTimeline() {
   }
   const chart = svg(
     "svg",
-    { viewBox: `0 0 ${width} 110`, role: "img", "aria-label": `GPU timeline of the last 15 minutes: ${state.spans.size} spans`, preserveAspectRatio: "none" },
+    { viewBox: `0 0 ${width} 110`, role: "img", "aria-label": `GPU timeline of the last ${duration(windowMs)}: ${state.spans.size} spans`, preserveAspectRatio: "none" },
     svg("text", { x: 2, y: 14, class: "lane-label" }, document.createTextNode("LLM")),
     svg("text", { x: 2, y: 58, class: "lane-label" }, document.createTextNode("Diffusion")),
     ...ticks,
@@ -709,7 +729,7 @@ function tick() {
     const span = el.querySelector(".waited");
     if (span) span.textContent = waited(since);
   }
-  if (Math.floor(Date.now() / 1000) % 5 === 0) renderTimeline();
+  renderTimeline();
 }
 
 // ------------------------------------------------------------------ words
