@@ -49,7 +49,8 @@ export interface AppOptions extends Partial<ServerOptions> {
 /**
  * The one route open with API_KEY set: health checks (load balancers, Docker), which then
  * answer `{status}` alone without the key. Everything else needs the key; generated images
- * take a signed link instead (security/image-access.ts).
+ * take a signed link instead (security/image-access.ts). (The operator page's static shell,
+ * `/` and `/ui`, lies outside these paths and asks for the key itself: ui/page-routes.tsx.)
  */
 const isOpenPath = (path: string) => path === "/health";
 const isImagePath = (path: string) => path.startsWith("/images/");
