@@ -89,6 +89,18 @@ describe("the operator page", () => {
     expect(await p.locator("#login").isHidden()).toBe(true);
     // The models of the form come from /health, read with the key.
     await expect.poll(() => p.locator("#draw-model option").allTextContents()).toContain("sd15");
+    expect(await p.locator("#vram").isHidden()).toBe(true);
+
+    // With a VRAM ledger in /health (the scheduler's, where nvidia-smi answers), a bar shows it.
+    const GiB = 1024 ** 3;
+    await p.route("**/health", async (route) => {
+      const health = await (await route.fetch()).json();
+      await route.fulfill({ json: { ...health, vram: { total_bytes: 8 * GiB, free_bytes: 3 * GiB, llm_bytes: 2.5 * GiB, diffusion_bytes: 2.5 * GiB } } });
+    });
+    await p.reload();
+    await p.locator("#vram").waitFor({ state: "visible" });
+    expect(await p.locator("#vram-text").textContent()).toBe("5.0 GB used, 3.0 GB free of 8.0 GB");
+    expect(await p.locator("#vram-bar .seg").count()).toBe(2);
   });
 
   it("a job from the prompt box: a progress bar through its real steps, then its image; the GPU goes LLM → diffusion → back", async () => {

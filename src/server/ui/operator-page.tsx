@@ -62,7 +62,9 @@ export const OperatorPage: FC<OperatorPageProps> = ({ scriptUrl, styleUrl }) => 
         </section>
 
         <section id="timeline-panel" class="panel timeline" aria-labelledby="timeline-title">
-          <h2 id="timeline-title">Last 15 minutes</h2>
+          <h2 id="timeline-title">
+            GPU timeline <span class="small">(up to the last 15 minutes)</span>
+          </h2>
           <div id="timeline" class="timeline-box"></div>
           <p class="legend small">
             <span class="key unload">unload</span> <span class="key load">load</span> <span class="key llm_call">LLM call</span>{" "}
