@@ -165,8 +165,16 @@ export class ActivityHub implements GatewayCallObserver {
     const ended: GatewayCallActivity = { ...admitted, state: "ended", status: end.status, outcome: end.outcome, durationMs: now - admitted.since };
     this.#calls.set(callId, ended);
     this.#publish({ type: "gateway.call", at: now, call: ended });
-    // Kept a while for the labels of the spans it left; forgotten after the window.
-    if (this.#calls.size > 1_000) for (const [id, call] of this.#calls) if (call.state === "ended" && this.#calls.size > 500) this.#calls.delete(id);
+    this.#forgetOldCalls();
+  }
+
+  /** Ended calls are kept a while for the labels of the spans they left, then forgotten, oldest first. */
+  #forgetOldCalls(): void {
+    if (this.#calls.size <= 1_000) return;
+    for (const [id, call] of this.#calls) {
+      if (this.#calls.size <= 500) return;
+      if (call.state === "ended") this.#calls.delete(id);
+    }
   }
 
   // ------------------------------------------------------------ the scheduler
