@@ -91,6 +91,9 @@ export interface AcquireOptions {
 /** Told the new holder each time the GPU changes hands (see GpuScheduler.onHolderChange). */
 export type HolderChangeListener = (holder: GpuHolderState) => void;
 
+/** Told the new state() each time it changes: LLM state, holder, queue (see GpuScheduler.onStateChange). */
+export type StateChangeListener = (state: GpuSchedulerState) => void;
+
 export const DEFAULT_MAX_QUEUE = 16;
 export const DEFAULT_MAX_BATCH = 8;
 
@@ -160,6 +163,9 @@ export class GpuScheduler {
   readonly #holderListeners = new Set<HolderChangeListener>();
   /** The holder the listeners were last told of. */
   #announcedHolder: Holder | GrantedLease = IDLE;
+  readonly #stateListeners = new Set<StateChangeListener>();
+  /** state() as the state listeners were last told of it (JSON: compared, never read). */
+  #announcedState = "";
 
   constructor(options: GpuSchedulerOptions) {
     this.maxQueue = positiveInteger("maxQueue", options.maxQueue ?? DEFAULT_MAX_QUEUE);
@@ -280,6 +286,17 @@ export class GpuScheduler {
     return () => void this.#holderListeners.delete(listener);
   }
 
+  /**
+   * Calls `listener` with state() each time a decision changed it: the LLM's state (an
+   * unload or reload beginning or ending), the holder, or the queue (a job joining,
+   * leaving, granted). For watchers that show the whole picture (the operator page's event
+   * stream); delivered like onHolderChange, in a microtask after the decision, in order.
+   */
+  onStateChange(listener: StateChangeListener): () => void {
+    this.#stateListeners.add(listener);
+    return () => void this.#stateListeners.delete(listener);
+  }
+
   /** Shutdown that finishes the queue: refuse new acquires, serve the waiting ones, leave the LLM loaded. */
   drain(): Promise<void> {
     this.#closing = true;
@@ -305,6 +322,7 @@ export class GpuScheduler {
   #advance(cause?: Job): Step {
     const step = this.#decide(cause);
     this.#announceHolder();
+    this.#announceState();
     this.#announcePositions();
     if (this.#settled) for (const resolve of this.#onSettled.splice(0)) resolve();
     return step;
@@ -723,6 +741,24 @@ export class GpuScheduler {
           listener(holder);
         } catch (error) {
           this.#log("GPU holder listener threw", { holder: holder.kind, error: errorMessage(error) });
+        }
+      });
+    }
+  }
+
+  /** Tells the state listeners when state() differs from what they were last told. */
+  #announceState(): void {
+    if (this.#stateListeners.size === 0) return;
+    const state = this.state();
+    const key = JSON.stringify(state);
+    if (key === this.#announcedState) return;
+    this.#announcedState = key;
+    for (const listener of this.#stateListeners) {
+      queueMicrotask(() => {
+        try {
+          listener(state);
+        } catch (error) {
+          this.#log("GPU state listener threw", { error: errorMessage(error) });
         }
       });
     }

@@ -5,6 +5,7 @@ export {
   type AcquireOptions,
   type GpuSchedulerOptions,
   type HolderChangeListener,
+  type StateChangeListener,
 } from "./gpu-scheduler.js";
 export {
   BypassWatchdog,

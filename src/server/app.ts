@@ -5,10 +5,12 @@ import type { BypassWatchdog } from "../gpu/index.js";
 import { jobLogObserver, type JobRunner } from "../jobs/index.js";
 import { createLogger, type Logger } from "../logging/index.js";
 import { ServiceMetrics } from "../metrics/index.js";
+import { ActivityHub } from "./activity/activity-hub.js";
 import { apiKeyAuth } from "./auth.js";
 import { ApiError, dialectOf, errorResponse, toApiError } from "./errors.js";
 import { isModelUpload } from "./gateway/gateway-limits.js";
 import { diffugenApiRoutes } from "./routes/diffugen-api.js";
+import { eventsRoutes } from "./routes/events.js";
 import { graphStreamRoutes } from "./routes/graph-stream.js";
 import { healthRoutes } from "./routes/health.js";
 import { imagesFilesRoutes } from "./routes/images-files.js";
@@ -29,6 +31,7 @@ import { ImageUrlSigner } from "./security/signed-image-urls.js";
 import { StreamSlots, streamSlotsMiddleware } from "./security/stream-slots.js";
 import { defaultHeartbeatMs, type ServerOptions } from "./server-config.js";
 import type { AppEnv, ServerContext } from "./server-context.js";
+import { operatorPagePaths, operatorPageRoutes } from "./ui/page-routes.js";
 
 export interface AppOptions extends Partial<ServerOptions> {
   /** The bypass watchdog bootstrap started (/health and /metrics show what it caught). */
@@ -46,7 +49,8 @@ export interface AppOptions extends Partial<ServerOptions> {
 /**
  * The one route open with API_KEY set: health checks (load balancers, Docker), which then
  * answer `{status}` alone without the key. Everything else needs the key; generated images
- * take a signed link instead (security/image-access.ts).
+ * take a signed link instead (security/image-access.ts). (The operator page's static shell,
+ * `/` and `/ui`, lies outside these paths and asks for the key itself: ui/page-routes.tsx.)
  */
 const isOpenPath = (path: string) => path === "/health";
 const isImagePath = (path: string) => path.startsWith("/images/");
@@ -86,6 +90,8 @@ export function createApp(runner: JobRunner, options: AppOptions = {}): Hono<App
   // With a key, image links are signed so a browser can load them (IMAGE_URL_TTL_S=0: not).
   const imageSigner =
     serverOptions.apiKey !== undefined && serverOptions.imageUrlTtlMs > 0 ? new ImageUrlSigner(serverOptions.apiKey, serverOptions.imageUrlTtlMs, options.clock) : undefined;
+  // The operator page's one stream (GET /v1/events): the scheduler, the jobs, the gateway's calls.
+  const activity = new ActivityHub({ scheduler: deps.scheduler, runner, backendOf: () => deps.backends.health().lastBackend });
   const ctx: ServerContext = {
     deps,
     runner,
@@ -95,6 +101,7 @@ export function createApp(runner: JobRunner, options: AppOptions = {}): Hono<App
     logger,
     gate,
     imageSigner,
+    gatewayCalls: activity,
   };
   ctx.runner.observe(metrics);
   ctx.runner.observe(jobLogObserver(logger));
@@ -137,6 +144,11 @@ export function createApp(runner: JobRunner, options: AppOptions = {}): Hono<App
     app.use(path, streams);
   }
 
+  // The operator page (GET /, /ui): a static shell and its script, open like /health. It shows
+  // nothing of the box by itself: its data comes from the API, with the key (ui/page-routes.ts).
+  for (const path of operatorPagePaths) app.use(path, countRequests);
+  app.route("/", operatorPageRoutes(ctx));
+
   app.route("/health", healthRoutes(ctx));
   app.route("/images", imagesFilesRoutes(ctx));
   app.route("/v1", openaiModelsRoutes(ctx));
@@ -147,6 +159,7 @@ export function createApp(runner: JobRunner, options: AppOptions = {}): Hono<App
   app.route("/v1", openaiChatRoutes(ctx));
   app.route("/v1", graphStreamRoutes(ctx));
   app.route("/v1", jobsRoutes(ctx));
+  app.route("/v1", eventsRoutes(ctx, activity));
   // Ollama's API for every LLM client on the box (routes/ollama-gateway.ts). It checks the key
   // and the body limits itself, to answer in Ollama's error shape and to let model uploads
   // stream through under their own limit (MAX_MODEL_UPLOAD_GB).

@@ -3,6 +3,7 @@ import type { GateStatus } from "../gpu/index.js";
 import type { JobRunner } from "../jobs/index.js";
 import type { Logger } from "../logging/index.js";
 import type { ServiceMetrics } from "../metrics/index.js";
+import type { GatewayCallObserver } from "./gateway/gateway-observer.js";
 import type { ImageUrlSigner } from "./security/signed-image-urls.js";
 import type { ServerOptions } from "./server-config.js";
 
@@ -21,6 +22,8 @@ export interface ServerContext {
   gate: { status(): GateStatus } | undefined;
   /** Signs image links when API_KEY is set (and IMAGE_URL_TTL_S is not 0); else none. */
   imageSigner: ImageUrlSigner | undefined;
+  /** Hears the gateway's gated LLM calls (the operator page's event stream, GET /v1/events). */
+  gatewayCalls: GatewayCallObserver;
 }
 
 /** Hono's per-request variables. */

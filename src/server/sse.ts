@@ -29,9 +29,10 @@ const antiBufferingHeaders = {
 export interface SseSink {
   /**
    * Sends one event: `data` is JSON-encoded unless it is a string (`[DONE]`). `id`: the
-   * job event this one comes from (see /v1/jobs/:id/events); else the stream counts.
+   * job event this one comes from (see /v1/jobs/:id/events), or a stream's own id (the
+   * `<stream>:<n>` of /v1/events); else the stream counts.
    */
-  send(data: unknown, event?: string, id?: number): Promise<void>;
+  send(data: unknown, event?: string, id?: number | string): Promise<void>;
   /** Aborts when the client has gone away. */
   readonly signal: AbortSignal;
 }
@@ -59,10 +60,11 @@ export function sseResponse(c: Context<AppEnv>, options: SseOptions, run: (sink:
       signal: gone.signal,
       async send(data, event, id) {
         if (gone.signal.aborted) return;
-        counter = id ?? counter + 1;
+        if (typeof id === "number") counter = id;
+        else if (id === undefined) counter += 1;
         await stream.writeSSE({
           data: typeof data === "string" ? data : JSON.stringify(data),
-          ...(options.ids === false ? {} : { id: String(counter) }),
+          ...(options.ids === false ? {} : { id: String(id ?? counter) }),
           ...(event === undefined ? {} : { event }),
         });
       },

@@ -14,7 +14,7 @@ const seconds = (ms: number | undefined) => (ms === undefined ? null : Math.floo
 const snake = (key: string) => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
 /** Keys in snake_case, nested objects too (a status event's `step`, a LoRA list). */
-function snakeKeys(value: object): Record<string, unknown> {
+export function snakeKeys(value: object): Record<string, unknown> {
   return Object.fromEntries(Object.entries(value).map(([k, v]) => [snake(k), snakeValue(v)]));
 }
 

@@ -8,6 +8,7 @@ import { ApiError, errorHeaders } from "../errors.js";
 import { modelUploadRoutes, streamsAnswer } from "../gateway/gateway-limits.js";
 import { leaseBoundBody, type BodyEnd } from "../gateway/lease-bound-body.js";
 import { classifyOllamaCall, isBlobDigest, modelNameProblem, type OllamaCall } from "../gateway/ollama-calls.js";
+import { observeGatedCall } from "../gateway/gateway-observer.js";
 import { GatewayError, gatewayErrorResponse } from "../gateway/ollama-errors.js";
 import { checkModelFields, multipartModel, parseJsonObject, readBodyWithin, refuseEncodedBody, streamWithin } from "../gateway/ollama-request-body.js";
 import { matchOllamaRoute, type OllamaRoute } from "../gateway/ollama-routes.js";
@@ -92,9 +93,12 @@ export function ollamaGatewayHandler(ctx: ServerContext, options: OllamaGatewayO
 
   async function serveGated(c: Context<AppEnv>, clientGone: AbortSignal, route: OllamaRoute, prepared: PreparedCall, model: string, startedAt: number): Promise<Response> {
     const jobId = `ollama-${randomUUID()}`;
+    // The operator page hears of the call (GET /v1/events); its lease is the scheduler's to show.
+    const watch = observeGatedCall(ctx.gatewayCalls, { id: jobId, via: "ollama", route: route.pattern, model });
     const record = (status: number, waitMs: number, outcome: string) => {
       metrics.callFinished({ route: route.pattern, kind: "gated", model, status });
       logGated({ route: route.pattern, model, jobId, waitMs, status, startedAt, outcome });
+      watch.end(outcome, status);
     };
     if (options.shutdown?.closing.aborted) {
       record(503, 0, "shutting_down");
@@ -132,6 +136,7 @@ export function ollamaGatewayHandler(ctx: ServerContext, options: OllamaGatewayO
     const onEnd = (how: BodyEnd) => {
       metrics.leaseReturned();
       logGated({ route: route.pattern, model, jobId, waitMs, status: upstream.status, startedAt, outcome: how });
+      watch.end(how, upstream.status);
     };
     return relay(upstream, leaseBoundBody(upstream.body, lease, clientGone, onEnd, options.shutdown?.cut));
   }

@@ -5,6 +5,7 @@ import { z } from "zod";
 import { AcquireAbortedError, QueueFullError, SchedulerClosedError, type GpuLease } from "../../gpu/index.js";
 import { ApiError, errorBody, invalidRequest } from "../errors.js";
 import { statusChunk } from "../format/chat-completions.js";
+import { observeGatedCall } from "../gateway/gateway-observer.js";
 import { leaseBoundBody } from "../gateway/lease-bound-body.js";
 import { modelNameProblem } from "../gateway/ollama-calls.js";
 import { isDiffugenModel } from "../gateway/openai-model-routing.js";
@@ -82,7 +83,15 @@ async function passThrough(ctx: ServerContext, options: PassthroughOptions, rout
   const cancelled = new AbortController();
   const gone = AbortSignal.any([c.var.clientSignal, cancelled.signal]);
   const wakeup = new Wakeup();
-  const granted = scheduler.acquire("llm", { jobId, signal: gone, onEvent: () => wakeup.wake() });
+  // The operator page hears of the call (GET /v1/events): admitted now, over when its lease goes back.
+  const watch = observeGatedCall(ctx.gatewayCalls, { id: jobId, via: "openai", route: `/v1${route}`, model: body.model });
+  const granted = scheduler.acquire("llm", { jobId, signal: gone, onEvent: () => wakeup.wake() }).then(
+    (lease) => watch.lease(lease),
+    (err: unknown) => {
+      watch.end("refused", failureError(err, baseUrl).status);
+      throw err;
+    },
+  );
   // acquire() decides at once: still in the queue now means this call has to wait.
   const waiting = scheduler.state().queue.some((job) => job.jobId === jobId);
   const upstreamPath = `/v1${route}${new URL(c.req.url).search}`;
@@ -116,9 +125,12 @@ async function passThrough(ctx: ServerContext, options: PassthroughOptions, rout
   try {
     upstream = await call(gone);
   } catch (err) {
+    const failure = failureError(err, baseUrl, gone.aborted);
+    watch.end(gone.aborted ? "client_gone" : "ollama_unreachable", failure.status);
     await lease.release();
-    throw failureError(err, baseUrl, gone.aborted);
+    throw failure;
   }
+  watch.status = upstream.status;
   // Ollama's status, headers and body as they came; the lease goes back when the body has
   // been sent, or when the client goes (the server then cancels the body).
   return new Response(leaseBoundBody(upstream.body, lease, gone), { status: upstream.status, statusText: upstream.statusText, headers: upstream.headers });

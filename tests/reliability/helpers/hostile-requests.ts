@@ -211,7 +211,7 @@ const graphTopBad: BadFields = {
 
 // ------------------------------------------------------------------------- routes
 
-export type RouteKind = "openai-images" | "openai-seed-stream" | "seed" | "chat" | "graph" | "events" | "edits" | "plain-get" | "images-file" | "other";
+export type RouteKind = "openai-images" | "openai-seed-stream" | "seed" | "chat" | "graph" | "events" | "feed" | "edits" | "plain-get" | "images-file" | "other";
 
 export interface RouteTarget {
   method: string;
@@ -228,6 +228,8 @@ export function routeKind(method: string, path: string): RouteKind {
   if (method === "POST" && path === "/v1/chat/completions") return "chat";
   if (method === "POST" && (path === "/v1/graph/stream" || path === "/v1/runs/stream")) return "graph";
   if (method === "GET" && path === "/v1/events/stream") return "events";
+  // The operator page's live feed: a stream that never ends by itself.
+  if (method === "GET" && path === "/v1/events") return "feed";
   if (method === "POST" && path === "/v1/images/edits") return "edits";
   if (method === "GET" && path === "/images/:name") return "images-file";
   if (method === "GET" && !path.includes(":") && !path.includes("*")) return "plain-get";
@@ -547,7 +549,13 @@ const traversals = [
 /** Image file names that do not exist or must never be served. */
 export function imageFileRequests(): fc.Arbitrary<HostileRequest> {
   const name = fc.oneof(fc.constantFrom(...traversals), nastyText.map((s) => pct(s)).filter((s) => s !== "" && s !== "." && s !== ".."));
-  return name.map((n) => ({ label: `GET /images/${n}`, method: "GET", path: `/images/${n}`, headers: {}, expect: "refused" as const }));
+  // A name the URL parser resolves out of /images/ (`..`: `/images/..` is `/`) reaches another
+  // route (the operator page's shell at `/`): never a file, but not a refusal either.
+  return name.map((n) => {
+    const path = `/images/${n}`;
+    const stays = new URL(path, "http://x").pathname.startsWith("/images/");
+    return { label: `GET ${path}`, method: "GET", path, headers: {}, expect: stays ? ("refused" as const) : ("answered" as const) };
+  });
 }
 
 /**
