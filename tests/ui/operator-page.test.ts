@@ -91,11 +91,12 @@ describe("the operator page", () => {
     await expect.poll(() => p.locator("#draw-model option").allTextContents()).toContain("sd15");
     expect(await p.locator("#vram").isHidden()).toBe(true);
 
-    // With a VRAM ledger in /health (the scheduler's, where nvidia-smi answers), a bar shows it.
-    const GiB = 1024 ** 3;
+    // With a VRAM ledger in /health (VRAM_POLICY=fit, where nvidia-smi answers), a bar shows it:
+    // /health's own shape (src/server/routes/health.ts), an 8 GB card as the ledger read it.
     await p.route("**/health", async (route) => {
       const health = await (await route.fetch()).json();
-      await route.fulfill({ json: { ...health, vram: { total_bytes: 8 * GiB, free_bytes: 3 * GiB, llm_bytes: 2.5 * GiB, diffusion_bytes: 2.5 * GiB } } });
+      const card = { tool: "nvidia-smi", totalMiB: 8192, usedMiB: 5120, freeMiB: 3072, llmMiB: 2560, llms: [], otherMiB: 2560, marginMiB: 768, at: Date.now() };
+      await route.fulfill({ json: { ...health, vram: { policy: "fit", marginMiB: 768, card } } });
     });
     await p.reload();
     await p.locator("#vram").waitFor({ state: "visible" });

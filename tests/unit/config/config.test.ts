@@ -18,7 +18,10 @@ describe("loadConfig", () => {
       keepAlive: -1,
       unloadTimeoutMs: 30_000,
     });
-    expect(config.gpu).toEqual({ maxQueue: 16, maxBatch: 8 });
+    // VRAM_POLICY unset: fit when a memory tool answers, else swap (decided where the tools are found).
+    expect(config.gpu).toEqual({ maxQueue: 16, maxBatch: 8, vramPolicy: undefined, vramMarginMiB: 768, rocmSmi: undefined });
+    expect(config.sd.serverBin).toBe("sd-server");
+    expect(config.sd.backend).toBe("auto");
   });
 
   it("splits SD_EXTRA_ARGS into argv words, honouring quotes, without a shell", () => {
@@ -46,5 +49,15 @@ describe("loadConfig", () => {
     const names = (error as ConfigError).problems.map((p) => p.variable).sort();
     expect(names).toEqual(["GENERATION_TIMEOUT_S", "OLLAMA_BASE_URL", "PORT"]);
     expect((error as ConfigError).message).toContain("PORT");
+  });
+});
+
+describe("the diffusion backend and VRAM settings", () => {
+  it("finds sd-server beside a given SD_CPP_BIN, refuses a bad SD_BACKEND or VRAM_POLICY naming the choices", () => {
+    expect(loadConfig({ SD_CPP_BIN: "/opt/sd/bin/sd-cli" }).sd.serverBin).toBe("/opt/sd/bin/sd-server");
+    expect(loadConfig({ SD_CPP_BIN: "/opt/sd/bin/sd-cli", SD_SERVER_BIN: "/usr/local/bin/sd-server" }).sd.serverBin).toBe("/usr/local/bin/sd-server");
+    expect(() => loadConfig({ SD_BACKEND: "gpu" })).toThrow(/SD_BACKEND.*expected auto, cli .* or server/);
+    expect(() => loadConfig({ VRAM_POLICY: "always" })).toThrow(/VRAM_POLICY.*expected swap .* or fit/);
+    expect(loadConfig({ VRAM_POLICY: "fit", VRAM_MARGIN_MB: "1024" }).gpu).toMatchObject({ vramPolicy: "fit", vramMarginMiB: 1024 });
   });
 });

@@ -319,7 +319,9 @@ async function loadHealth() {
  * @param {any} body
  */
 function vramOf(body) {
-  const ledger = body?.vram ?? body?.gpu?.vram ?? body?.scheduler?.vram;
+  // /health and /stats put the card's last reading under vram.card (null without a ledger).
+  const outer = body?.vram ?? body?.gpu?.vram ?? body?.scheduler?.vram;
+  const ledger = outer && typeof outer === "object" && "card" in outer ? outer.card : outer;
   if (!ledger || typeof ledger !== "object") return null;
   /** @param {string} name */
   const read = (name) => {
@@ -339,7 +341,8 @@ function vramOf(body) {
   const free = read("free");
   const used = read("used") ?? (free !== undefined ? total - free : undefined);
   if (used === undefined) return null;
-  return { total, used, llm: read("llm"), diffusion: read("diffusion") };
+  // "other": what the ledger cannot name, the drawing above all (its /metrics kind is `diffusion`).
+  return { total, used, llm: read("llm"), diffusion: read("diffusion") ?? read("other") };
 }
 
 /** @param {{ name: string, available: boolean }[]} models */
