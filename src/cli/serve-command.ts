@@ -79,7 +79,7 @@ export function registerServeCommand(program: Command, loadConfig: () => Config)
         process.exit(2);
       }
       if (signals === 0) {
-        say(`DiffuGen listening on ${server.url} (OpenAI API at ${server.url}/v1, Ollama API at ${server.url}/ollama)`);
+        say(`DiffuGen listening on ${server.url} (OpenAI API at ${server.url}/v1, Ollama API at ${server.url}/ollama, the operator page at ${server.url}/)`);
         if (server.ollamaGatewayUrl !== undefined) {
           say(`Ollama API also at ${server.ollamaGatewayUrl} (OLLAMA_GATEWAY_PORT): OLLAMA_HOST=${server.ollamaGatewayUrl.replace(/^http:\/\//, "")} ollama run ${config.llm.model}`);
         }
