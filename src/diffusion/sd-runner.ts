@@ -11,6 +11,7 @@ import {
   SdTimeoutError,
   type SdDiagnostics,
 } from "./errors.js";
+import { guardedListener } from "./guarded-listener.js";
 import { completePngInfo } from "./png-check.js";
 import { PreviewWatcher } from "./preview-watcher.js";
 import type { SdEvent } from "./sd-events.js";
@@ -84,19 +85,10 @@ export async function runSdCli(options: SdRunOptions): Promise<SdRunResult> {
   // Our own abort: a throwing onEvent must not leave sd-cli running behind us.
   const internal = new AbortController();
   const cancelSignal = options.signal ? AbortSignal.any([options.signal, internal.signal]) : internal.signal;
-  let listenerError: unknown;
   let firstEventAt: number | undefined;
   let exitedAt: number | undefined;
-
-  const deliver = (event: SdEvent): void => {
-    if (!options.onEvent || listenerError !== undefined) return;
-    try {
-      options.onEvent(event);
-    } catch (err) {
-      listenerError = err;
-      internal.abort(err);
-    }
-  };
+  const listener = guardedListener(options.onEvent, (err) => internal.abort(err));
+  const deliver = listener.deliver;
   const preview = options.previewPath ? new PreviewWatcher(options.previewPath, deliver) : undefined;
   const handle = (events: SdEvent[]): void => {
     if (events.length > 0) firstEventAt ??= performance.now();
@@ -161,7 +153,7 @@ export async function runSdCli(options: SdRunOptions): Promise<SdRunResult> {
     throw error;
   };
 
-  if (listenerError !== undefined) return fail(listenerError);
+  if (listener.error !== undefined) return fail(listener.error);
   if (pid === undefined) {
     const code = (result.cause as NodeJS.ErrnoException | undefined)?.code ?? result.code;
     return fail(new SdSpawnError(options.bin, code, result.cause));

@@ -1,11 +1,11 @@
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { execa } from "execa";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { chooseEnvFile, loadEnvFile } from "../../src/cli/env-file.js";
 import { diffugenCommand } from "./helpers/diffugen-command.js";
+import { closedPort } from "../helpers/ports.js";
 
 /**
  * `.env` in the working directory is read at start-up (README: `cp .env.example .env`), the
@@ -19,13 +19,6 @@ beforeEach(() => {
 });
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 async function run(args: string[], env: Record<string, string> = {}) {
   const command = diffugenCommand(...args);

@@ -1,11 +1,11 @@
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { startFakeBox, type FakeBox } from "./helpers/fake-box.js";
 import { root } from "./helpers/diffugen-command.js";
 import { startServe, type ServeProcess } from "./helpers/serve-process.js";
+import { closedPort } from "../helpers/ports.js";
 
 /**
  * `diffugen serve` says at start, after the listening line, whether it can chat and draw:
@@ -25,13 +25,6 @@ afterEach(async () => {
   dir = undefined;
 });
 
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 describe("diffugen serve's readiness summary", () => {
   it("on a bare box: nothing is there, and the commands that fix it, after the listening line", async () => {

@@ -1,5 +1,4 @@
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { execa } from "execa";
@@ -9,6 +8,7 @@ import { CARDS } from "../fakes/fake-gpu.mjs";
 import { startServerStack, type ServerStack } from "../server/harness.js";
 import { until } from "../helpers/until.js";
 import { diffugenCommand, root } from "./helpers/diffugen-command.js";
+import { closedPort } from "../helpers/ports.js";
 
 /** The temp folder is outside the checkout: hints name the launcher by its absolute path. */
 const cli = `node ${path.join(root, "bin", "diffugen.js")}`;
@@ -36,14 +36,6 @@ afterEach(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-/** A port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /**
  * Runs `diffugen status` with only the environment given: PATH holds no nvidia-smi (a real

@@ -1,11 +1,12 @@
 import { execSync } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { execa, type ResultPromise } from "execa";
 import { envSchema } from "../../src/config/env-schema.js";
+import { freePort } from "../helpers/ports.js";
+export { freePort };
 
 /**
  * `langgraphjs dev` as Studio users start it (`npm run studio`), run as a real process tree
@@ -59,16 +60,6 @@ export function writeTestConfig(dir: string): string {
   return file;
 }
 
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", resolve);
-  });
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /**
  * The environment of the dev server: this process's, without anything DiffuGen, the API

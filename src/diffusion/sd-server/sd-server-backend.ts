@@ -15,6 +15,7 @@ import {
 } from "../errors.js";
 import type { GenerationResult } from "../generate-images.js";
 import { checkGenerationInputs } from "../generation-inputs.js";
+import { guardedListener } from "../guarded-listener.js";
 import type { GenerationParams } from "../generation-request.js";
 import { batchOutputPaths, newOutputPath } from "../output-paths.js";
 import { completePngInfo } from "../png-check.js";
@@ -121,15 +122,8 @@ export class SdServerBackend {
     const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
     const parser = new SdOutputParser();
     let firstEventAt: number | undefined;
-    let listenerError: unknown;
-    const deliver = (event: SdEvent): void => {
-      if (!options.onEvent || listenerError !== undefined) return;
-      try {
-        options.onEvent(event);
-      } catch (err) {
-        listenerError = err;
-      }
-    };
+    const listener = guardedListener(options.onEvent);
+    const deliver = listener.deliver;
 
     const server = await this.#serverFor(launchFor(files, options, outputDir, signal), options.model, deliver);
     this.#jobs += 1;
@@ -156,7 +150,7 @@ export class SdServerBackend {
       const answeredAt = performance.now();
       // Its last lines (decode, `generate_image completed`) were written before the answer, but may still be in the pipe.
       await Promise.race([settled, new Promise((resolve) => setTimeout(resolve, outputSettleMs))]);
-      if (listenerError !== undefined) throw listenerError;
+      if (listener.error !== undefined) throw listener.error;
       if (answer.status !== 200) {
         const oom = parser.summary.outOfMemoryLine;
         throw oom ? new SdOutOfMemoryError(undefined, undefined, oom, diagnostics()) : new SdServerRequestError(answer.status, answer.text, diagnostics());

@@ -13,6 +13,7 @@ import { SdProcessError } from "../../../src/diffusion/index.js";
 import { SdServerProcess, type SdServerLaunch, type SdServerState } from "../../../src/diffusion/sd-server/sd-server-process.js";
 import { isAlive } from "../../fakes/fake-gpu.mjs";
 import { repoRoot } from "../../helpers/stack.js";
+import { freePort } from "../../helpers/ports.js";
 
 const sdServerDouble = path.join(repoRoot, "tests/fakes/sd-server.mjs");
 const cleanup: (() => Promise<unknown> | void)[] = [];
@@ -101,13 +102,3 @@ describe("an sd-server process", () => {
   });
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
-}

@@ -16,6 +16,7 @@ import { fileURLToPath } from "node:url";
 import { PNG } from "pngjs";
 import { readSpawns, readViolations, runningDiffusions, setResidentModels } from "../../fakes/fake-gpu.mjs";
 import { startFakeOllama } from "../../fakes/ollama-server.js";
+import { freePort } from "../../helpers/ports.js";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const SD = path.join(REPO, "tests/fakes/sd-server.mjs");
@@ -90,17 +91,6 @@ function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, ...FAST, ...extra };
 }
 
-/** A port nobody listens on (the real server must be given one: it prints the port it was given). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function start(args: string[], opts: { cwd: string; port?: number; env?: Record<string, string> }): Running {
   const child = spawn(SD, args, { cwd: opts.cwd, env: childEnv(opts.env ?? {}), stdio: ["ignore", "pipe", "pipe"] });

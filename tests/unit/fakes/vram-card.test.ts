@@ -35,6 +35,7 @@ import {
 } from "../../fakes/fake-gpu.mjs";
 import { startFakeOllama, type FakeOllama } from "../../fakes/ollama-server.js";
 import { readComputeApps, readFreeVramMiB } from "../../../src/llm/nvidia-smi.js";
+import { freePort } from "../../helpers/ports.js";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const SD_CLI = path.join(REPO, "tests/fakes/sd-cli.mjs");
@@ -418,16 +419,6 @@ describe("sd-cli double on a card", () => {
 
 // ---------------------------------------------------------------------------------------------
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function serve(cwd: string, gpu: string, extraArgs: string[] = [], env: Record<string, string> = {}): Promise<Proc & { port: number }> {
   const port = await freePort();
