@@ -45,6 +45,12 @@ it("a job killed with its server is reported interrupted after the restart, and 
     () => (fs.existsSync(outputs) ? fs.readdirSync(outputs).find((f) => f.endsWith(".preview.png")) : undefined),
     15_000,
   );
+  // And a sampling step journaled (the preview can be written before the first step's event is stored).
+  await until(
+    "a sampling step in the job's record",
+    async () => /Sampling step \d+\/20/.test(((await (await fetch(`${first.url}/v1/jobs/${id}`)).json()) as { message?: string }).message ?? ""),
+    15_000,
+  );
 
   // The box goes down hard: server and sd-cli both.
   first.signal("SIGKILL");
