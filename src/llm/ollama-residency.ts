@@ -5,6 +5,7 @@ import type { LlmLogger } from "./logger.js";
 import { findNvidiaSmi, readComputeApps } from "./nvidia-smi.js";
 import { createOllamaClient, llmModelOptions, sameModel, sleep, type LlmConfig } from "./ollama-client.js";
 import { OllamaProbe, readResident, type OllamaProbeOptions, type ResidentModel } from "./ollama-probe.js";
+import { defaultUnloadPoll, UnloadPollSchedule, type UnloadPollOptions } from "./unload-poll.js";
 
 /**
  * The LLM's residency in VRAM, as the GPU scheduler drives it: take every model out of
@@ -30,7 +31,14 @@ export interface OllamaResidencyOptions extends OllamaProbeOptions {
   requestTimeoutMs?: number;
   /** Timeout of loading the LLM in reload(); loading from disk can be slow. Default 120 s. */
   loadTimeoutMs?: number;
-  /** First and largest pause between /api/ps polls while waiting for an unload. */
+  /**
+   * The /api/ps poll while waiting for an unload (unload-poll.ts): every `pollFastMs`
+   * (default 5) for the first `pollFastForMs` (default 1000) after the unload call, while
+   * Ollama is expected to drop the model; then from `pollInitialMs` (50) doubling to
+   * `pollMaxMs` (100). `pollFastForMs: 0` is the back-off alone.
+   */
+  pollFastMs?: number;
+  pollFastForMs?: number;
   pollInitialMs?: number;
   pollMaxMs?: number;
   /**
@@ -77,8 +85,7 @@ export class OllamaResidency implements LlmResidency {
   private readonly logger: LlmLogger;
   private readonly requestTimeoutMs: number;
   private readonly loadTimeoutMs: number;
-  private readonly pollInitialMs: number;
-  private readonly pollMaxMs: number;
+  private readonly poll: UnloadPollOptions;
   private readonly vramSettleMs: number;
   private readonly env: NodeJS.ProcessEnv;
 
@@ -89,10 +96,12 @@ export class OllamaResidency implements LlmResidency {
     this.logger = options.logger;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 5_000;
     this.loadTimeoutMs = options.loadTimeoutMs ?? 120_000;
-    this.pollInitialMs = options.pollInitialMs ?? 50;
-    // Capped low: a poll of /api/ps is a few hundred bytes of JSON, and every pause is GPU
-    // time lost after the drop (npm run bench: 250 ms cost ~155 ms per swap at a 200 ms linger).
-    this.pollMaxMs = options.pollMaxMs ?? 100;
+    this.poll = {
+      fastMs: options.pollFastMs ?? defaultUnloadPoll.fastMs,
+      fastForMs: options.pollFastForMs ?? defaultUnloadPoll.fastForMs,
+      initialMs: options.pollInitialMs ?? defaultUnloadPoll.initialMs,
+      maxMs: options.pollMaxMs ?? defaultUnloadPoll.maxMs,
+    };
     this.vramSettleMs = options.vramSettleMs ?? 2_000;
     this.env = options.env ?? process.env;
     this.probe = new OllamaProbe(llm, { requestTimeoutMs: this.requestTimeoutMs, env: options.env ?? process.env });
@@ -178,7 +187,8 @@ export class OllamaResidency implements LlmResidency {
     };
     await Promise.all(listed.map((m) => requestUnload(m.name)));
 
-    let pause = this.pollInitialMs;
+    // The drop is expected from now on: look often, then back off (unload-poll.ts).
+    const schedule = new UnloadPollSchedule(this.poll);
     let refusedPolls = 0;
     let lastError: unknown;
     let stillListed: ResidentModel[] = listed;
@@ -214,8 +224,7 @@ export class OllamaResidency implements LlmResidency {
         const models = lastError === undefined ? stillListed.map((m) => m.name) : [...targets];
         throw new UnloadTimeoutError(models, this.llm.unloadTimeoutMs, lastError === undefined ? {} : { cause: lastError });
       }
-      await sleep(Math.min(pause, remaining()), signal);
-      pause = Math.min(pause * 2, this.pollMaxMs);
+      await sleep(Math.min(schedule.nextPauseMs(), remaining()), signal);
     }
 
     const freeVramMiB = await this.settledFreeVramMiB(signal);
