@@ -47,8 +47,9 @@
  * which time the two measurements see differently.
  *
  *   npx tsx bench/orchestration.ts    (BENCH_N=n measured images per schedule, default 40,
- *                                      12 with BENCH_QUICK=1; BENCH_TRACE=1 prints each
- *                                      request's windows)
+ *                                      12 with BENCH_QUICK=1; BENCH_SCHEDULE=old|new runs one;
+ *                                      BENCH_TRACE=1 prints each request's windows,
+ *                                      BENCH_TRACE=timeline each request's every known moment)
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -220,16 +221,23 @@ async function measureSchedule(name: string, residency: ScheduleFigures["poll"] 
   const starts: Interval[] = [];
   const ourFetches: Interval[] = [];
   const outcomes = new Map<string, number>();
+  /** BENCH_TRACE=timeline: every job event as the runner's observers see it. */
+  const jobEvents: [number, string][] = [];
   const restoreStore = timeMethods(Object.getPrototypeOf(bench.runner.store) as JobStore, ["create", "appendEvent", "finish"], sqlite);
   const restoreRunner = (() => {
     const a = timeMethods(JobRunner.prototype, ["prepare"], admissions);
     const b = timeMethods(JobRunner.prototype, ["start"], starts);
     return () => (a(), b());
   })();
-  const restoreFetch = watchFetch(bench.ollama.url, ourFetches);
+  // Wrapping fetch costs time itself (a TransformStream per call): only when asked.
+  const restoreFetch = process.env.BENCH_TRACE === "timeline" || process.env.BENCH_FETCH ? watchFetch(bench.ollama.url, ourFetches) : () => undefined;
   const stopObserving = bench.runner.observe({
     jobEvent(job, event) {
       if (event.type === "outcome") outcomes.set(job.id, epochNow());
+      if (process.env.BENCH_TRACE === "timeline") {
+        const what = event.type === "progress" ? `${event.event.kind} ${"phase" in event.event ? event.event.phase : ""}` : event.type === "node" ? `node ${event.node} update` : event.type;
+        jobEvents.push([epochNow(), `    job event: ${what}`]);
+      }
     },
   });
   const headers = { Authorization: `Bearer ${API_KEY}`, "Content-Type": "application/json" };
@@ -285,9 +293,44 @@ async function measureSchedule(name: string, residency: ScheduleFigures["poll"] 
       windows[window] = uncoveredMs(external, from, to);
       from = to;
     }
+    if (process.env.BENCH_WINDOWS_FILE) {
+      // For a CPU profile (node --cpu-prof): each window on the monotonic clock, in µs.
+      const toMono = (epoch: number) => Number(process.hrtime.bigint() / 1000n) - (epochNow() - epoch) * 1000;
+      let f = start;
+      const spans = marks.map(([w, at]) => {
+        const t = at === undefined ? f : Math.min(end, Math.max(f, at));
+        const span = { window: w, from: toMono(f), to: toMono(t) };
+        f = t;
+        return span;
+      });
+      const ext = external.map((i) => ({ from: toMono(i.start), to: toMono(i.end) }));
+      fs.appendFileSync(process.env.BENCH_WINDOWS_FILE, JSON.stringify({ spans, ext }) + "\n");
+    }
     // The part of "exit" before the double's own exit belongs to sd: the marker is its exit.
     if (lifetime && run?.exitAt !== undefined) windows.exit = uncoveredMs(external, lifetime.exitedAt, run.exitAt);
-    if (process.env.BENCH_TRACE) {
+    if (process.env.BENCH_TRACE === "timeline") {
+      // Every moment this bench knows of, from the fetch() call on: where the gaps are.
+      const at: [number, string][] = [
+        [start, "client fetch()"],
+        ...(admission ? ([[admission.start, "admission start"], [admission.end, "admission end"]] as [number, string][]) : []),
+        ...(jobStart ? ([[jobStart.end, "job started"]] as [number, string][]) : []),
+        ...requests.flatMap((r): [number, string][] => [
+          [r.receivedAt, `ollama ${r.kind} received`],
+          ...(r.finishedAt ? ([[r.finishedAt, `ollama ${r.kind} answered`]] as [number, string][]) : []),
+          ...(r.goneAt ? ([[r.goneAt, "ollama model gone"]] as [number, string][]) : []),
+        ]),
+        ...ourFetches.filter((f) => f.start >= start && f.start < end).flatMap((f): [number, string][] => [[f.start, "  our fetch start"], [f.end, "  our fetch end"]]),
+        ...bench.log.filter((l) => l.at >= start && l.at <= end).map((l): [number, string] => [l.at, `scheduler: ${l.message}`]),
+        ...(run ? ([[run.calledAt, "spawn() called"], [run.returnedAt, "spawn() returned"], [run.firstStdoutAt ?? NaN, "first stdout byte"], [run.exitAt ?? NaN, "'exit' event"]] as [number, string][]) : []),
+        ...(lifetime ? ([[lifetime.startedAt, "sd process start"], [lifetime.mainAt, "sd script runs"], [lifetime.exitedAt, "sd process exits"]] as [number, string][]) : []),
+        ...sqlite.filter((i) => i.start >= start && i.start < end).map((i): [number, string] => [i.start, `  sqlite ${round(i.end - i.start, 2)} ms`]),
+        ...jobEvents.filter(([t]) => t >= start && t <= end),
+        [outcomeAt, "outcome known"],
+        [end, "client has the last byte"],
+      ];
+      for (const [t, what] of at.sort((x, y) => x[0] - y[0])) console.log(`${(t - start).toFixed(1).padStart(8)}  ${what}`);
+      console.log(`cost ${round(costMs)} ms\n`);
+    } else if (process.env.BENCH_TRACE) {
       console.log(`${name} wall ${round(wallMs)} cost ${round(costMs)} | ${WINDOWS.map((w) => `${w} ${round(windows[w])}`).join(" | ")}`);
     }
 
@@ -329,6 +372,7 @@ async function measureSchedule(name: string, residency: ScheduleFigures["poll"] 
       pollsPerImage: round(polls / n, 1),
       meetsTarget: percentile(costs, 50) < TARGET_MEDIAN_MS && percentile(costs, 99) < TARGET_P99_MS,
     };
+    process.stderr.write(`rss ${Math.round(process.memoryUsage().rss / 2 ** 20)} MiB, external ${Math.round(process.memoryUsage().external / 2 ** 20)} MiB, heap ${Math.round(process.memoryUsage().heapUsed / 2 ** 20)} MiB\n`);
     return { figures, violations: bench.violations() };
   } finally {
     stopObserving();
@@ -347,10 +391,12 @@ export async function run(): Promise<OrchestrationResult> {
   try {
     const schedules: ScheduleFigures[] = [];
     let violations = 0;
+    const only = process.env.BENCH_SCHEDULE;
     for (const [name, poll] of [
       ["old", OLD_POLL_SCHEDULE],
       ["new", undefined],
     ] as const) {
+      if (only && only !== name) continue;
       const { figures, violations: v } = await measureSchedule(name, poll, n, warmup, spawns);
       schedules.push(figures);
       violations += v;
