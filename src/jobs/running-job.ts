@@ -1,4 +1,3 @@
-import type { BaseCheckpointSaver } from "@langchain/langgraph";
 import type { ProgressEvent } from "../events/progress-event.js";
 import type { DiffugenStateValue } from "../../graphs/diffugen/state.js";
 import { EventChannel } from "./event-channel.js";
@@ -77,11 +76,11 @@ export class RunningJob implements Job {
     if (!this.#controller.signal.aborted) this.#controller.abort(new JobCancelled(reason));
   }
 
-  run(stream: () => Promise<GraphStream>, checkpointer: BaseCheckpointSaver): void {
-    void this.#drive(stream, checkpointer);
+  run(stream: () => Promise<GraphStream>): void {
+    void this.#drive(stream);
   }
 
-  async #drive(stream: () => Promise<GraphStream>, checkpointer: BaseCheckpointSaver): Promise<void> {
+  async #drive(stream: () => Promise<GraphStream>): Promise<void> {
     try {
       for await (const [mode, chunk] of await stream()) {
         if (this.rawModes.has(mode as GraphStreamMode)) this.#emit({ type: "chunk", mode: mode as GraphStreamMode, chunk });
@@ -103,8 +102,6 @@ export class RunningJob implements Job {
       }
     } finally {
       this.events.close();
-      // The state lives in #state already; the checkpoint is not needed after the run.
-      await checkpointer.deleteThread(this.id).catch(() => undefined);
       this.#resolveFinished({ outcome: this.#answered!, state: this.#state });
     }
   }
