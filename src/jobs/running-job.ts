@@ -1,9 +1,9 @@
 import type { ProgressEvent } from "../events/progress-event.js";
-import type { DiffugenStateValue } from "../../graphs/diffugen/state.js";
+import type { DiffugenStateValue, GeneratedImage } from "../../graphs/diffugen/state.js";
 import { EventChannel } from "./event-channel.js";
 import type { GraphStreamMode, Job, JobEvent, JobOutcome, JobResult } from "./job.js";
 import type { JobJournal } from "./job-journal.js";
-import { outcomeAfterNode, outcomeOfFinalState } from "./outcomes.js";
+import { outcomeAfterImages, outcomeAfterNode, outcomeOfFinalState } from "./outcomes.js";
 
 export interface RunningJobOptions {
   /**
@@ -24,7 +24,8 @@ type GraphStream = AsyncIterable<[string, unknown]>;
 
 /**
  * One graph run: drives LangGraph's stream, keeps the state as it grows, journals every
- * progress event, and settles the answer as soon as a node has it.
+ * progress event, and settles the answer as soon as it is known: the last image announced,
+ * or the node that decided it.
  */
 export class RunningJob implements Job {
   readonly events = new EventChannel<JobEvent>();
@@ -39,6 +40,8 @@ export class RunningJob implements Job {
   #resolveFinished!: (result: JobResult) => void;
   #answered: JobOutcome | undefined;
   #state: State;
+  /** The images `diffuse` announced so far (its `image` events). */
+  readonly #images: GeneratedImage[] = [];
 
   constructor(
     readonly id: string,
@@ -112,6 +115,12 @@ export class RunningJob implements Job {
     // `reply` event and the result), not a row per word.
     const seq = this.#answered || event.kind === "reply_delta" ? this.journal.lastSeq : this.journal.record(event);
     this.#emit({ type: "progress", event, seq });
+    if (event.kind === "image" && !this.#answered) {
+      const { path, seed, width, height, index } = event;
+      this.#images.push({ path, seed, width, height, index });
+      const outcome = outcomeAfterImages(this.#state, this.#images);
+      if (outcome) this.#answer(outcome);
+    }
   }
 
   #onUpdates(chunk: Record<string, unknown>): void {
