@@ -3,66 +3,73 @@
  *
  *   cost = client wall time − the sd process's own wall time − Ollama's own time
  *
- * The real HTTP server (lib/server-stack.ts: bootstrap + startServer, the product's /api/ps
- * poll and timeouts) in front of the doubles, each of which says itself what it spent:
+ * DiffuGen runs as `npm start` runs it, in its own process (lib/server-process.ts: the
+ * compiled app, `node bin/diffugen.js serve`), against doubles that each say what they
+ * spent themselves:
  *
  *   client    `POST /v1/images/generations`, 64x64, 4 steps, refine on, b64_json, from the
  *             fetch() call to the last byte of the answer; one at a time, each once the
  *             previous run is over (the LLM back), like a user asking again a little later.
  *   sd        the sd-cli double's own life (FAKE_SD_LIFETIME): from its process start
- *             (performance.timeOrigin, before Node boots it) to the moment it exits.
- *   Ollama    the strict Ollama double's own time: each request from its arrival to its
- *             answer sent, and an unload from its arrival until the model has left /api/ps
- *             (the double keeps it listed for its linger, as Ollama's scheduler does).
+ *             (performance.timeOrigin, as Node starts) to the moment it exits (~0.8 s).
+ *   Ollama    the strict Ollama double (in this process): each request from its arrival to
+ *             its answer sent, and an unload from its arrival until the model has left
+ *             /api/ps; it keeps an unloaded model listed LINGER_MS, as Ollama's scheduler
+ *             does until the runner is stopped. It answers a refinement in 100 ms and loads
+ *             the LLM in 100 ms.
  *
- * cost = wall − |(sd ∪ Ollama) ∩ [fetch, last byte]|: everything else is ours. It is split
- * into the windows of a request's life, each counting only the time in it that neither
- * double covers, so the windows add up to the cost:
+ * cost = wall − |(sd ∪ Ollama) ∩ [fetch, last byte]|. It is split into the windows of a
+ * request's life, each counting only the time in it that neither double covers, so the
+ * windows add up to the cost. The server's side of the markers comes from
+ * lib/server-probe.mjs, preloaded into it:
  *
  *   http in          fetch() → admission starts (the client's send, routing, body parsing)
  *   admission        JobRunner.prepare(): validation, model, parameters, queue check
  *   job start        → JobRunner.start() returns (the job's SQLite row, the run set up)
  *   → refine chat    → the refinement chat reaches Ollama (first superstep, LLM lease, request)
- *   refine → unload  refinement answered → the unload reaches Ollama (answer parsed, refine
- *                    and unload nodes, the GPU scheduler, the /api/ps read before the unload)
+ *   refine → unload  → the model has left /api/ps (uncovered: the answer parsed, the scheduler,
+ *                    the /api/ps read and the unload call on our side)
  *   poll gap         the model gone from /api/ps → the /api/ps poll that sees it gone arrives
  *   confirm → spawn  that poll answered → spawn() called (scheduler grant, supersteps, the
  *                    diffuse node, sd-cli's arguments)
- *   spawn            spawn() called → the sd process has started (fork, exec)
- *   exit             the sd process exits → its 'exit' event here
- *   exit → outcome   → the job's answer is known (output checks, diffuse's end, superstep,
- *                    the job's end in SQLite)
- *   answer           → the client has the last byte (PNG read, base64, JSON, HTTP out)
+ *   fork             spawn() itself: node forks this process and waits for the exec
+ *   exec             spawn() returned → the double's clock starts (its exec of env and node:
+ *                    the double's own start, which it cannot see itself)
+ *   exit             the double's last moment → its 'exit' event here (its Node and kernel
+ *                    teardown, 3+ ms even with an idle parent, then our SIGCHLD handling)
+ *   exit → outcome   → the job's answer is known (output checks, diffuse's end, SQLite)
+ *   answer           → the client has the last byte (PNG read, base64, JSON, HTTP out),
+ *                    minus what the LLM's reload, already under way, covers
  *
- * plus "of which SQLite": the job store's writes (wrapped) not hidden behind the doubles.
+ * plus "of which SQLite": the job store's writes not hidden behind the doubles.
  *
- * Side by side in one run, the same requests against two poll schedules: `old` (50 ms,
- * doubling to 100 ms, as before issue 14) and `new` (the product's default now: every few ms
- * while an unload is expected, backing off after). The Ollama double lingers
- * LINGER_MS after an unload (lib/ollama-timing.ts: Ollama drops the runner from /api/ps as
- * soon as it has stopped it, a few hundred ms).
+ * Variants, side by side in one run, same doubles:
  *
- * Also, per request, what bench/overhead.ts would have counted: sd as spawn() → 'exit'
- * event, Ollama as our fetch() → end of body, from this process; the difference shows
- * which time the two measurements see differently.
+ *   old poll    this code with the /api/ps poll from before issue 14 (50 ms doubling to
+ *               100 ms from the unload call on; DIFFUGEN_BENCH_POLL=old)
+ *   new         this code as it ships
+ *   baseline    BENCH_BASELINE=<commit>: that commit's app, built and started the same way
+ *               (e.g. the main this branch started from)
+ *   linger 0    the first variant's app with an Ollama double that drops an unloaded model
+ *               at once (bench/overhead.ts's setting), counted both ways: as here, and as
+ *               bench/overhead.ts counts (sd: spawn() → 'exit'; Ollama: the server's own
+ *               fetch() → end of body), to show which time the two measurements see
+ *               differently
  *
- *   npx tsx bench/orchestration.ts    (BENCH_N=n measured images per schedule, default 40,
- *                                      12 with BENCH_QUICK=1; BENCH_SCHEDULE=old|new runs one;
+ *   npx tsx bench/orchestration.ts    (BENCH_N=n images per variant, default 40, 12 with
+ *                                      BENCH_QUICK=1; BENCH_VARIANTS=new,old... runs those;
  *                                      BENCH_TRACE=1 prints each request's windows,
- *                                      BENCH_TRACE=timeline each request's every known moment)
+ *                                      BENCH_TRACE=timeline every moment known of it)
  */
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import type { JobStore } from "../src/jobs/job-store.js";
-import { JobRunner } from "../src/jobs/index.js";
-import { OLD_POLL_SCHEDULE } from "./lib/poll-schedules.js";
+import { unpackCommit } from "./lib/baseline.js";
 import { coveredMs, uncoveredMs, uncoveredPartMs, type Interval } from "./lib/intervals.js";
-import { sdCliDouble, startBenchServer, type BenchServer } from "./lib/server-stack.js";
-import { watchSpawns, type SpawnWatch } from "./lib/spawn-watch.js";
+import { startServerProcess, type ProbeMarks, type ServerProcess } from "./lib/server-process.js";
+import { LLM_MODEL } from "./lib/server-stack.js";
 import { epochNow, percentile, printRows, quick, round, runWhenMain } from "./lib/stats.js";
 
-const API_KEY = "bench-key";
 const SIZE = "64x64";
 const STEPS = 4;
 const TARGET_MEDIAN_MS = 25;
@@ -71,7 +78,7 @@ const TARGET_P99_MS = 60;
 const OLLAMA = { chatDelayMs: 100, loadMs: 100 } as const;
 /** How long the strict double keeps an unloaded model in /api/ps (Ollama: a few hundred ms). */
 const LINGER_MS = 200;
-/** The sd-cli double at about 0.8 s for a 64x64, 4-step image (process start included). */
+/** The sd-cli double at about 0.8 s for a 64x64, 4-step image (its Node start included). */
 const SD_ENV = { FAKE_SD_LOAD_MS: "40", FAKE_SD_COND_MS: "100", FAKE_SD_STEP_MS: "120", FAKE_SD_DECODE_MS: "60" } as const;
 
 export const WINDOWS = [
@@ -82,12 +89,23 @@ export const WINDOWS = [
   "refine → unload",
   "poll gap",
   "confirm → spawn",
-  "spawn",
+  "fork",
+  "exec",
   "exit",
   "exit → outcome",
   "answer",
 ] as const;
 export type WindowName = (typeof WINDOWS)[number];
+
+interface Variant {
+  name: string;
+  /** Another commit's app (BENCH_BASELINE). */
+  appRoot?: string;
+  pollOld: boolean;
+  lingerMs: number;
+  /** Note the server's own fetch() calls to Ollama (bench/overhead.ts's accounting). */
+  fetches: boolean;
+}
 
 interface Sample {
   wallMs: number;
@@ -96,10 +114,8 @@ interface Sample {
   costMs: number;
   windows: Record<WindowName, number>;
   sqliteMs: number;
-  /** The same request as bench/overhead.ts counts it (sd: spawn() → 'exit'; Ollama: our fetch() → body end). */
+  /** bench/overhead.ts's accounting of the same request (variants with `fetches`). */
   overheadStyleMs: number;
-  /** Node booting the double (its process start → its script running): sd's own time here. */
-  sdBootMs: number;
 }
 
 export interface Spread {
@@ -108,82 +124,34 @@ export interface Spread {
   max: number;
 }
 
-export interface ScheduleFigures {
-  schedule: string;
-  poll: { initialMs: number; maxMs: number; fastMs?: number; fastForMs?: number };
+export interface VariantFigures {
+  variant: string;
+  app: string;
+  lingerMs: number;
+  poll: "old" | "new";
   images: number;
   wallMs: Spread;
   sdMs: Spread;
   ollamaMs: Spread;
   costMs: Spread;
-  /** Median of each window (medians do not add up; `mean` does). */
-  windowsP50: Record<WindowName, number>;
+  /** Mean of each window: means add up to the mean cost. */
   windowsMean: Record<WindowName, number>;
-  sqliteP50: number;
-  overheadStyleMs: Spread;
-  sdBootMs: Spread;
+  windowsP50: Record<WindowName, number>;
+  sqliteMean: number;
+  /** As bench/overhead.ts counts it (only the `linger 0` variant). */
+  overheadStyleMs?: Spread;
   /** /api/ps requests per image. */
   pollsPerImage: number;
+  serverRssMiB: number;
   meetsTarget: boolean;
 }
 
 export interface OrchestrationResult {
-  setup: { size: string; steps: number; ollama: typeof OLLAMA; lingerMs: number; sdEnv: typeof SD_ENV; cores: number };
-  schedules: ScheduleFigures[];
+  setup: { size: string; steps: number; ollama: typeof OLLAMA; lingerMs: number; sdEnv: typeof SD_ENV; cores: number; entry: string };
+  variants: VariantFigures[];
   targetMedianMs: number;
   targetP99Ms: number;
   violations: number;
-}
-
-/** Wraps a class's methods to note when each call ran (synchronous ones: the job store). */
-function timeMethods<T extends object>(proto: T, names: (keyof T)[], into: Interval[]): () => void {
-  const originals = names.map((name) => [name, proto[name]] as const);
-  for (const [name, original] of originals) {
-    (proto as Record<keyof T, unknown>)[name] = function (this: unknown, ...args: unknown[]) {
-      const start = epochNow();
-      try {
-        return (original as (...a: unknown[]) => unknown).apply(this, args);
-      } finally {
-        into.push({ start, end: epochNow() });
-      }
-    };
-  }
-  return () => {
-    for (const [name, original] of originals) (proto as Record<keyof T, unknown>)[name] = original;
-  };
-}
-
-/** Our own fetch() calls to the Ollama double: call → end of body (what bench/overhead.ts counts). */
-function watchFetch(ollamaUrl: string, into: Interval[]): () => void {
-  const original = globalThis.fetch;
-  globalThis.fetch = async (input, init) => {
-    const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
-    if (!url.startsWith(ollamaUrl)) return original(input, init);
-    const start = epochNow();
-    let done = false;
-    const record = () => {
-      if (done) return;
-      done = true;
-      into.push({ start, end: epochNow() });
-    };
-    let res: Response;
-    try {
-      res = await original(input, init);
-    } catch (err) {
-      record();
-      throw err;
-    }
-    if (!res.body) {
-      record();
-      return res;
-    }
-    const body = res.body.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({ flush: record }));
-    init?.signal?.addEventListener("abort", record, { once: true });
-    return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
-  };
-  return () => {
-    globalThis.fetch = original;
-  };
 }
 
 interface Lifetime {
@@ -207,55 +175,49 @@ const spreadOf = (values: number[], digits = 1): Spread => ({
   p99: round(percentile(values, 99), digits),
   max: round(Math.max(...values), digits),
 });
+const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function measureSchedule(name: string, residency: ScheduleFigures["poll"] | undefined, n: number, warmup: number, spawns: SpawnWatch): Promise<{ figures: ScheduleFigures; violations: number }> {
-  const lifetimeFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "diffugen-bench-life-")), "lifetimes.jsonl");
-  const bench: BenchServer = await startBenchServer({
-    ollama: { strict: true, unloadLingerMs: LINGER_MS, ...OLLAMA },
+/**
+ * The previous run is over, as an outside observer can tell: the LLM is listed again (not
+ * lingering), and Ollama has been asked nothing for a while.
+ */
+async function quiet(server: ServerProcess): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    const last = server.ollama.requests.at(-1);
+    const allAnswered = server.ollama.requests.every((r) => r.finishedAt !== undefined);
+    if (server.ollama.listed().includes(LLM_MODEL) && allAnswered && last?.finishedAt !== undefined && epochNow() - last.finishedAt > 50) return;
+    await sleep(10);
+  }
+  throw new Error("the server did not settle (LLM back, Ollama quiet) within 6 s");
+}
+
+async function measureVariant(variant: Variant, n: number, warmup: number): Promise<{ figures: VariantFigures; violations: number }> {
+  const lifeDir = fs.mkdtempSync(path.join(os.tmpdir(), "diffugen-bench-life-"));
+  const lifetimeFile = path.join(lifeDir, "lifetimes.jsonl");
+  const server = await startServerProcess({
+    appRoot: variant.appRoot,
+    ollama: { strict: true, unloadLingerMs: variant.lingerMs, ...OLLAMA },
     sdEnv: { ...SD_ENV, FAKE_SD_LIFETIME: lifetimeFile },
-    apiKey: API_KEY,
-    residency: residency && { pollInitialMs: residency.initialMs, pollMaxMs: residency.maxMs, pollFastMs: residency.fastMs, pollFastForMs: residency.fastForMs },
+    env: { ...(variant.pollOld ? { DIFFUGEN_BENCH_POLL: "old" } : {}), ...(variant.fetches ? { DIFFUGEN_BENCH_FETCH: "1" } : {}) },
   });
-  const sqlite: Interval[] = [];
-  const admissions: Interval[] = [];
-  const starts: Interval[] = [];
-  const ourFetches: Interval[] = [];
-  const outcomes = new Map<string, number>();
-  /** BENCH_TRACE=timeline: every job event as the runner's observers see it. */
-  const jobEvents: [number, string][] = [];
-  const restoreStore = timeMethods(Object.getPrototypeOf(bench.runner.store) as JobStore, ["create", "appendEvent", "finish"], sqlite);
-  const restoreRunner = (() => {
-    const a = timeMethods(JobRunner.prototype, ["prepare"], admissions);
-    const b = timeMethods(JobRunner.prototype, ["start"], starts);
-    return () => (a(), b());
-  })();
-  // Wrapping fetch costs time itself (a TransformStream per call): only when asked.
-  const restoreFetch = process.env.BENCH_TRACE === "timeline" || process.env.BENCH_FETCH ? watchFetch(bench.ollama.url, ourFetches) : () => undefined;
-  const stopObserving = bench.runner.observe({
-    jobEvent(job, event) {
-      if (event.type === "outcome") outcomes.set(job.id, epochNow());
-      if (process.env.BENCH_TRACE === "timeline") {
-        const what = event.type === "progress" ? `${event.event.kind} ${"phase" in event.event ? event.event.phase : ""}` : event.type === "node" ? `node ${event.node} update` : event.type;
-        jobEvents.push([epochNow(), `    job event: ${what}`]);
-      }
-    },
-  });
-  const headers = { Authorization: `Bearer ${API_KEY}`, "Content-Type": "application/json" };
   const body = JSON.stringify({ model: "sd15", prompt: "a lighthouse at dusk", size: SIZE, steps: STEPS, response_format: "b64_json" });
 
   const imageRequest = async (): Promise<Sample> => {
-    await bench.settle();
-    const requestsBefore = bench.ollama.requests.length;
+    await quiet(server);
+    await server.marks(); // what the last request left
+    const requestsBefore = server.ollama.requests.length;
     const start = epochNow();
-    const res = await fetch(`${bench.url}/v1/images/generations`, { method: "POST", headers, body });
+    const res = await fetch(`${server.url}/v1/images/generations`, { method: "POST", headers: { "Content-Type": "application/json" }, body });
     const text = await res.text();
     const end = epochNow();
     if (res.status !== 200) throw new Error(`image request failed: ${res.status} ${text.slice(0, 300)}`);
     const jobId = res.headers.get("x-diffugen-job-id") ?? "";
-    // The reload the request set off may still be running: its load counts once it is over.
-    await bench.settle();
+    // The reload the request set off counts once it is over; the probe has seen the exit.
+    await quiet(server);
+    const marks: ProbeMarks = await server.marks();
 
-    const requests = bench.ollama.requests.slice(requestsBefore);
+    const requests = server.ollama.requests.slice(requestsBefore);
     const ollama: Interval[] = requests.map((r) => ({ start: r.receivedAt, end: (r.kind === "unload" ? r.goneAt : r.finishedAt) ?? end }));
     const life = readLifetimes(lifetimeFile).filter((l) => l.exitedAt > start && l.startedAt < end);
     const sd: Interval[] = life.map((l) => ({ start: l.startedAt, end: l.exitedAt }));
@@ -264,16 +226,17 @@ async function measureSchedule(name: string, residency: ScheduleFigures["poll"] 
     const costMs = wallMs - coveredMs(external, start, end);
 
     // The markers of the request's life, in order (see the header).
-    const admission = admissions.find((i) => i.start >= start && i.start < end);
-    const jobStart = starts.find((i) => i.start >= start && i.start < end);
+    const within = (t: number) => t >= start && t < end;
+    const admission = marks.admissions.find((i) => within(i.start));
+    const jobStart = marks.starts.find((i) => within(i.start));
     const chat = requests.find((r) => r.kind === "chat");
     const unload = requests.find((r) => r.kind === "unload");
     const goneAt = unload?.goneAt;
     const seen = goneAt === undefined ? undefined : requests.find((r) => r.kind === "ps" && r.receivedAt >= goneAt);
-    const run = spawns.runs.find((r) => r.calledAt >= start && r.calledAt < end);
+    const run = marks.spawns.find((r) => within(r.calledAt));
     const lifetime = life[0];
-    const outcomeAt = outcomes.get(jobId) ?? end;
-    const marks: [WindowName, number | undefined][] = [
+    const outcomeAt = marks.outcomes.find((o) => o.jobId === jobId)?.at ?? end;
+    const marksInOrder: [WindowName, number | undefined][] = [
       ["http in", admission?.start],
       ["admission", admission?.end],
       ["job start", jobStart?.end],
@@ -281,172 +244,176 @@ async function measureSchedule(name: string, residency: ScheduleFigures["poll"] 
       ["refine → unload", goneAt],
       ["poll gap", seen?.receivedAt],
       ["confirm → spawn", run?.calledAt],
-      ["spawn", lifetime?.startedAt],
+      ["fork", run?.returnedAt],
+      ["exec", lifetime?.startedAt],
       ["exit", run?.exitAt],
       ["exit → outcome", outcomeAt],
       ["answer", end],
     ];
     const windows = {} as Record<WindowName, number>;
     let from = start;
-    for (const [window, at] of marks) {
+    for (const [window, at] of marksInOrder) {
       const to = at === undefined ? from : Math.min(end, Math.max(from, at));
       windows[window] = uncoveredMs(external, from, to);
       from = to;
     }
+
     if (process.env.BENCH_WINDOWS_FILE) {
-      // For a CPU profile (node --cpu-prof): each window on the monotonic clock, in µs.
-      const toMono = (epoch: number) => Number(process.hrtime.bigint() / 1000n) - (epochNow() - epoch) * 1000;
+      // For a CPU profile of the server (BENCH_SERVER_NODE_ARGS=--cpu-prof): the windows on its monotonic clock, µs.
+      const clock = (marks as ProbeMarks & { clock: { timeOrigin: number; monoAtOrigin: number } }).clock;
+      const mono = (epoch: number) => clock.monoAtOrigin + (epoch - clock.timeOrigin) * 1000;
       let f = start;
-      const spans = marks.map(([w, at]) => {
+      const spans = marksInOrder.map(([window, at]) => {
         const t = at === undefined ? f : Math.min(end, Math.max(f, at));
-        const span = { window: w, from: toMono(f), to: toMono(t) };
+        const span = { window, from: mono(f), to: mono(t) };
         f = t;
         return span;
       });
-      const ext = external.map((i) => ({ from: toMono(i.start), to: toMono(i.end) }));
-      fs.appendFileSync(process.env.BENCH_WINDOWS_FILE, JSON.stringify({ spans, ext }) + "\n");
+      fs.appendFileSync(process.env.BENCH_WINDOWS_FILE, JSON.stringify({ spans, ext: external.map((i) => ({ from: mono(i.start), to: mono(i.end) })) }) + "\n");
     }
-    // The part of "exit" before the double's own exit belongs to sd: the marker is its exit.
-    if (lifetime && run?.exitAt !== undefined) windows.exit = uncoveredMs(external, lifetime.exitedAt, run.exitAt);
-    if (process.env.BENCH_TRACE === "timeline") {
-      // Every moment this bench knows of, from the fetch() call on: where the gaps are.
-      const at: [number, string][] = [
-        [start, "client fetch()"],
-        ...(admission ? ([[admission.start, "admission start"], [admission.end, "admission end"]] as [number, string][]) : []),
-        ...(jobStart ? ([[jobStart.end, "job started"]] as [number, string][]) : []),
-        ...requests.flatMap((r): [number, string][] => [
-          [r.receivedAt, `ollama ${r.kind} received`],
-          ...(r.finishedAt ? ([[r.finishedAt, `ollama ${r.kind} answered`]] as [number, string][]) : []),
-          ...(r.goneAt ? ([[r.goneAt, "ollama model gone"]] as [number, string][]) : []),
-        ]),
-        ...ourFetches.filter((f) => f.start >= start && f.start < end).flatMap((f): [number, string][] => [[f.start, "  our fetch start"], [f.end, "  our fetch end"]]),
-        ...bench.log.filter((l) => l.at >= start && l.at <= end).map((l): [number, string] => [l.at, `scheduler: ${l.message}`]),
-        ...(run ? ([[run.calledAt, "spawn() called"], [run.returnedAt, "spawn() returned"], [run.firstStdoutAt ?? NaN, "first stdout byte"], [run.exitAt ?? NaN, "'exit' event"]] as [number, string][]) : []),
-        ...(lifetime ? ([[lifetime.startedAt, "sd process start"], [lifetime.mainAt, "sd script runs"], [lifetime.exitedAt, "sd process exits"]] as [number, string][]) : []),
-        ...sqlite.filter((i) => i.start >= start && i.start < end).map((i): [number, string] => [i.start, `  sqlite ${round(i.end - i.start, 2)} ms`]),
-        ...jobEvents.filter(([t]) => t >= start && t <= end),
-        [outcomeAt, "outcome known"],
-        [end, "client has the last byte"],
-      ];
-      for (const [t, what] of at.sort((x, y) => x[0] - y[0])) console.log(`${(t - start).toFixed(1).padStart(8)}  ${what}`);
-      console.log(`cost ${round(costMs)} ms\n`);
-    } else if (process.env.BENCH_TRACE) {
-      console.log(`${name} wall ${round(wallMs)} cost ${round(costMs)} | ${WINDOWS.map((w) => `${w} ${round(windows[w])}`).join(" | ")}`);
+    if (process.env.BENCH_TRACE === "timeline") printTimeline(start, end, costMs, requests, marks, life, outcomeAt);
+    else if (process.env.BENCH_TRACE) {
+      console.log(`${variant.name}: wall ${round(wallMs)} cost ${round(costMs)} | ${WINDOWS.map((w) => `${w} ${round(windows[w])}`).join(" | ")}`);
     }
 
-    const spawnCalls = spawns.runs.filter((r) => r.calledAt >= start && r.calledAt < end && r.exitAt !== undefined);
-    const overheadStyle = [...spawnCalls.map((r) => ({ start: r.calledAt, end: r.exitAt! })), ...ourFetches];
+    const spawnToExit = marks.spawns.filter((r) => within(r.calledAt) && r.exitAt !== undefined).map((r) => ({ start: r.calledAt, end: r.exitAt! }));
     return {
       wallMs,
       sdMs: coveredMs(sd, start, end),
       ollamaMs: coveredMs(ollama, start, end),
       costMs,
       windows,
-      sqliteMs: uncoveredPartMs(sqlite, external, start, end),
-      overheadStyleMs: wallMs - coveredMs(overheadStyle, start, end),
-      sdBootMs: lifetime ? lifetime.mainAt - lifetime.startedAt : Number.NaN,
+      sqliteMs: uncoveredPartMs(marks.sqlite, external, start, end),
+      overheadStyleMs: wallMs - coveredMs([...spawnToExit, ...marks.fetches], start, end),
     };
   };
 
   try {
     for (let i = 0; i < warmup; i++) await imageRequest();
-    const pollsBefore = bench.ollama.stats.ps;
+    const pollsBefore = server.ollama.stats.ps;
     const samples: Sample[] = [];
     for (let i = 0; i < n; i++) samples.push(await imageRequest());
-    const polls = bench.ollama.stats.ps - pollsBefore;
+    const polls = server.ollama.stats.ps - pollsBefore;
     const col = (f: (s: Sample) => number) => samples.map(f);
     const costs = col((s) => s.costMs);
-    const figures: ScheduleFigures = {
-      schedule: name,
-      poll: residency ?? { initialMs: Number.NaN, maxMs: Number.NaN },
+    const figures: VariantFigures = {
+      variant: variant.name,
+      app: variant.appRoot ? path.basename(variant.appRoot) : "this checkout",
+      lingerMs: variant.lingerMs,
+      poll: variant.pollOld || variant.appRoot ? "old" : "new",
       images: n,
       wallMs: spreadOf(col((s) => s.wallMs)),
       sdMs: spreadOf(col((s) => s.sdMs)),
       ollamaMs: spreadOf(col((s) => s.ollamaMs)),
       costMs: spreadOf(costs),
+      windowsMean: Object.fromEntries(WINDOWS.map((w) => [w, round(mean(col((s) => s.windows[w])), 2)])) as Record<WindowName, number>,
       windowsP50: Object.fromEntries(WINDOWS.map((w) => [w, round(percentile(col((s) => s.windows[w]), 50), 2)])) as Record<WindowName, number>,
-      windowsMean: Object.fromEntries(WINDOWS.map((w) => [w, round(col((s) => s.windows[w]).reduce((a, b) => a + b, 0) / n, 2)])) as Record<WindowName, number>,
-      sqliteP50: round(percentile(col((s) => s.sqliteMs), 50), 2),
-      overheadStyleMs: spreadOf(col((s) => s.overheadStyleMs)),
-      sdBootMs: spreadOf(col((s) => s.sdBootMs)),
+      sqliteMean: round(mean(col((s) => s.sqliteMs)), 2),
+      ...(variant.fetches ? { overheadStyleMs: spreadOf(col((s) => s.overheadStyleMs)) } : {}),
       pollsPerImage: round(polls / n, 1),
+      serverRssMiB: server.rssMiB(),
       meetsTarget: percentile(costs, 50) < TARGET_MEDIAN_MS && percentile(costs, 99) < TARGET_P99_MS,
     };
-    process.stderr.write(`rss ${Math.round(process.memoryUsage().rss / 2 ** 20)} MiB, external ${Math.round(process.memoryUsage().external / 2 ** 20)} MiB, heap ${Math.round(process.memoryUsage().heapUsed / 2 ** 20)} MiB\n`);
-    return { figures, violations: bench.violations() };
+    return { figures, violations: server.violations() };
   } finally {
-    stopObserving();
-    restoreFetch();
-    restoreRunner();
-    restoreStore();
-    await bench.close();
-    fs.rmSync(path.dirname(lifetimeFile), { recursive: true, force: true });
+    await server.close();
+    fs.rmSync(lifeDir, { recursive: true, force: true });
   }
+}
+
+function printTimeline(start: number, end: number, costMs: number, requests: { kind: string; receivedAt: number; finishedAt?: number; goneAt?: number }[], marks: ProbeMarks, life: Lifetime[], outcomeAt: number): void {
+  const at: [number, string][] = [
+    [start, "client fetch()"],
+    ...marks.admissions.flatMap((i): [number, string][] => [[i.start, "admission start"], [i.end, "admission end"]]),
+    ...marks.starts.map((i): [number, string] => [i.end, "job started"]),
+    ...requests.flatMap((r): [number, string][] => [
+      [r.receivedAt, `ollama ${r.kind} received`],
+      ...(r.finishedAt ? ([[r.finishedAt, `ollama ${r.kind} answered`]] as [number, string][]) : []),
+      ...(r.goneAt ? ([[r.goneAt, "ollama: model gone from /api/ps"]] as [number, string][]) : []),
+    ]),
+    ...marks.fetches.flatMap((f): [number, string][] => [[f.start, "  server fetch() to Ollama"], [f.end, "  server fetch() body read"]]),
+    ...marks.spawns.flatMap((r): [number, string][] => [
+      [r.calledAt, "spawn() called"],
+      [r.returnedAt, "spawn() returned"],
+      ...(r.firstStdoutAt ? ([[r.firstStdoutAt, "first stdout byte"]] as [number, string][]) : []),
+      ...(r.exitAt ? ([[r.exitAt, "'exit' event"]] as [number, string][]) : []),
+    ]),
+    ...life.flatMap((l): [number, string][] => [[l.startedAt, "sd process start"], [l.mainAt, "sd script runs"], [l.exitedAt, "sd process exits"]]),
+    ...marks.sqlite.map((i): [number, string] => [i.start, `  sqlite ${round(i.end - i.start, 2)} ms`]),
+    [outcomeAt, "outcome known"],
+    [end, "client has the last byte"],
+  ];
+  for (const [t, what] of at.filter(([t]) => t >= start - 1 && t <= end + 150).sort((x, y) => x[0] - y[0])) {
+    console.log(`${(t - start).toFixed(1).padStart(8)}  ${what}`);
+  }
+  console.log(`cost ${round(costMs)} ms\n`);
 }
 
 export async function run(): Promise<OrchestrationResult> {
   const n = Math.max(1, Number(process.env.BENCH_N ?? (quick ? 12 : 40)) || 40);
   const warmup = quick ? 2 : 3;
-  const spawns = watchSpawns(sdCliDouble);
-  try {
-    const schedules: ScheduleFigures[] = [];
-    let violations = 0;
-    const only = process.env.BENCH_SCHEDULE;
-    for (const [name, poll] of [
-      ["old", OLD_POLL_SCHEDULE],
-      ["new", undefined],
-    ] as const) {
-      if (only && only !== name) continue;
-      const { figures, violations: v } = await measureSchedule(name, poll, n, warmup, spawns);
-      schedules.push(figures);
-      violations += v;
-    }
-    return {
-      setup: { size: SIZE, steps: STEPS, ollama: OLLAMA, lingerMs: LINGER_MS, sdEnv: SD_ENV, cores: os.cpus().length },
-      schedules,
-      targetMedianMs: TARGET_MEDIAN_MS,
-      targetP99Ms: TARGET_P99_MS,
-      violations,
-    };
-  } finally {
-    spawns.restore();
+  const baseline = process.env.BENCH_BASELINE;
+  const baselineRoot = baseline ? unpackCommit(baseline) : undefined;
+  const all: Variant[] = [
+    ...(baselineRoot ? [{ name: `baseline ${baseline}`, appRoot: baselineRoot, pollOld: true, lingerMs: LINGER_MS, fetches: false }] : []),
+    { name: "old poll", pollOld: true, lingerMs: LINGER_MS, fetches: false },
+    { name: "new", pollOld: false, lingerMs: LINGER_MS, fetches: false },
+    { name: "linger 0", appRoot: baselineRoot, pollOld: true, lingerMs: 0, fetches: true },
+  ];
+  const wanted = process.env.BENCH_VARIANTS?.split(",").map((v) => v.trim());
+  const variants = wanted ? all.filter((v) => wanted.some((w) => v.name.startsWith(w))) : all;
+  const figures: VariantFigures[] = [];
+  let violations = 0;
+  for (const variant of variants) {
+    process.stderr.write(`orchestration: ${variant.name}...\n`);
+    // The accounting comparison needs fewer images: it is about which time, not how much.
+    const count = variant.fetches ? Math.max(1, Math.round(n / 2)) : n;
+    const { figures: f, violations: v } = await measureVariant(variant, count, warmup);
+    figures.push(f);
+    violations += v;
   }
+  return {
+    setup: { size: SIZE, steps: STEPS, ollama: OLLAMA, lingerMs: LINGER_MS, sdEnv: SD_ENV, cores: os.cpus().length, entry: "node bin/diffugen.js serve (compiled), probe preloaded" },
+    variants: figures,
+    targetMedianMs: TARGET_MEDIAN_MS,
+    targetP99Ms: TARGET_P99_MS,
+    violations,
+  };
 }
 
 export function printTable(r: OrchestrationResult): void {
   console.log(
-    `orchestration cost: POST /v1/images/generations ${r.setup.size}, ${r.setup.steps} steps, refine on; ` +
-      `cost = wall − sd's own life − Ollama's own time (strict double, linger ${r.setup.lingerMs} ms); ms`,
+    `orchestration cost: POST /v1/images/generations ${r.setup.size}, ${r.setup.steps} steps, refine on; the server in its own process; ` +
+      `cost = wall − sd's own life − Ollama's own time (strict double); mean ms per window (means add up)`,
   );
-  const head = ["", ...r.schedules.map((s) => `${s.schedule} p50`), ...r.schedules.map((s) => `${s.schedule} mean`)];
-  const row = (label: string, p50: (s: ScheduleFigures) => number, mean: (s: ScheduleFigures) => number) => [
-    label,
-    ...r.schedules.map((s) => p50(s).toFixed(1)),
-    ...r.schedules.map((s) => mean(s).toFixed(1)),
-  ];
+  const v = r.variants;
   printRows([
-    head,
-    ...WINDOWS.map((w) => row(w, (s) => s.windowsP50[w], (s) => s.windowsMean[w])),
-    row("of which SQLite", (s) => s.sqliteP50, (s) => s.sqliteP50),
+    ["window", ...v.map((f) => f.variant)],
+    ...WINDOWS.map((w) => [w, ...v.map((f) => f.windowsMean[w].toFixed(1))]),
+    ["of which SQLite", ...v.map((f) => f.sqliteMean.toFixed(1))],
+    ["cost mean", ...v.map((f) => WINDOWS.reduce((sum, w) => sum + f.windowsMean[w], 0).toFixed(1))],
   ]);
+  console.log("");
   printRows([
-    ["schedule", "n", "wall p50", "sd p50", "Ollama p50", "cost p50", "p99", "max", "overhead.ts-style p50", "double's boot p50", "polls/image", "target"],
-    ...r.schedules.map((s) => [
-      s.schedule,
-      String(s.images),
-      s.wallMs.p50.toFixed(1),
-      s.sdMs.p50.toFixed(1),
-      s.ollamaMs.p50.toFixed(1),
-      s.costMs.p50.toFixed(1),
-      s.costMs.p99.toFixed(1),
-      s.costMs.max.toFixed(1),
-      s.overheadStyleMs.p50.toFixed(1),
-      s.sdBootMs.p50.toFixed(1),
-      String(s.pollsPerImage),
-      s.meetsTarget ? "met" : "NOT met",
+    ["variant", "linger", "poll", "n", "wall p50", "sd p50", "Ollama p50", "cost p50", "p99", "max", "overhead.ts-style p50", "polls/image", "server RSS", "target"],
+    ...v.map((f) => [
+      f.variant,
+      `${f.lingerMs} ms`,
+      f.poll,
+      String(f.images),
+      f.wallMs.p50.toFixed(1),
+      f.sdMs.p50.toFixed(1),
+      f.ollamaMs.p50.toFixed(1),
+      f.costMs.p50.toFixed(1),
+      f.costMs.p99.toFixed(1),
+      f.costMs.max.toFixed(1),
+      f.overheadStyleMs ? f.overheadStyleMs.p50.toFixed(1) : "-",
+      String(f.pollsPerImage),
+      `${f.serverRssMiB} MiB`,
+      f.lingerMs === 0 ? "-" : f.meetsTarget ? "met" : "NOT met",
     ]),
   ]);
-  console.log(`target: cost p50 < ${r.targetMedianMs} ms and p99 < ${r.targetP99Ms} ms; GPU violations: ${r.violations}`);
+  console.log(`target: cost p50 < ${r.targetMedianMs} ms and p99 < ${r.targetP99Ms} ms (linger ${r.setup.lingerMs} ms); GPU violations: ${r.violations}`);
 }
 
 runWhenMain(import.meta.url, run, printTable, (r) => r.violations !== 0);

@@ -1,7 +1,6 @@
 import { readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
-import { execa } from "execa";
 import {
   SdAbortedError,
   SdOutOfMemoryError,
@@ -15,6 +14,7 @@ import { completePngInfo } from "./png-check.js";
 import { PreviewWatcher } from "./preview-watcher.js";
 import type { SdEvent } from "./sd-events.js";
 import { SdOutputParser, type SdOutputSummary } from "./sd-output-parser.js";
+import { startSdProcess } from "./sd-process.js";
 
 /** sd-cli has no signal handlers, so SIGTERM ends it at once; SIGKILL is the backstop. */
 export const defaultKillGraceMs = 3000;
@@ -86,7 +86,6 @@ export async function runSdCli(options: SdRunOptions): Promise<SdRunResult> {
   const cancelSignal = options.signal ? AbortSignal.any([options.signal, internal.signal]) : internal.signal;
   let listenerError: unknown;
   let firstEventAt: number | undefined;
-  let exitedAt: number | undefined;
 
   const deliver = (event: SdEvent): void => {
     if (!options.onEvent || listenerError !== undefined) return;
@@ -114,42 +113,22 @@ export async function runSdCli(options: SdRunOptions): Promise<SdRunResult> {
   };
 
   const spawnAt = performance.now();
-  const subprocess = execa(options.bin, [...options.args], {
+  const sd = startSdProcess(options.bin, options.args, {
     cwd,
     env: options.env,
-    extendEnv: true,
-    buffer: false,
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-    reject: false,
     cancelSignal,
-    timeout: options.timeoutMs && options.timeoutMs > 0 ? options.timeoutMs : undefined,
-    killSignal: "SIGTERM",
-    forceKillAfterDelay: options.killGraceMs ?? defaultKillGraceMs,
-    windowsHide: true,
-    // Its own process group: a Ctrl-C in the terminal (or systemd's KillMode=control-group
-    // SIGTERM) reaches the whole foreground group at once, which would kill sd-cli before
-    // the server's shutdown grace period could let the image finish. The server decides.
-    detached: process.platform !== "win32",
+    timeoutMs: options.timeoutMs,
+    killGraceMs: options.killGraceMs ?? defaultKillGraceMs,
+    onStdout: (chunk) => handle(parser.push("stdout", chunk)),
+    onStderr: (chunk) => handle(parser.push("stderr", chunk)),
   });
-  const pid = subprocess.pid;
-  // execa's own cleanup skips detached children: if this process exits, sd-cli must not outlive it.
-  const killOnExit = () => subprocess.kill("SIGKILL");
-  process.once("exit", killOnExit);
-  subprocess.once("exit", () => {
-    exitedAt = performance.now();
-    process.removeListener("exit", killOnExit);
-  });
+  const pid = sd.pid;
   if (pid !== undefined) {
     deliver({ type: "spawned", pid, argv: [options.bin, ...options.args], phase: "loading_model", progress: 0 });
   }
-  // Chunks go to the parser as the pipe hands them over: no line buffering here.
-  subprocess.stdout?.on("data", (chunk: Buffer) => handle(parser.push("stdout", chunk)));
-  subprocess.stderr?.on("data", (chunk: Buffer) => handle(parser.push("stderr", chunk)));
 
-  const result = await subprocess; // settles only after the process has exited
-  exitedAt ??= performance.now();
+  const result = await sd.done; // settles only after the process has exited
+  const exitedAt = sd.exitedAt() ?? performance.now();
   handle(parser.end());
   await preview?.idle();
   preview?.stop();
@@ -162,15 +141,14 @@ export async function runSdCli(options: SdRunOptions): Promise<SdRunResult> {
   };
 
   if (listenerError !== undefined) return fail(listenerError);
-  if (pid === undefined) {
-    const code = (result.cause as NodeJS.ErrnoException | undefined)?.code ?? result.code;
-    return fail(new SdSpawnError(options.bin, code, result.cause));
+  if (pid === undefined || result.pid === undefined) {
+    return fail(new SdSpawnError(options.bin, result.spawnError?.code, result.spawnError));
   }
-  if (result.isCanceled || options.signal?.aborted) return fail(new SdAbortedError(options.signal?.reason, diagnostics));
+  if (result.canceled || options.signal?.aborted) return fail(new SdAbortedError(options.signal?.reason, diagnostics));
   if (result.timedOut) return fail(new SdTimeoutError(options.timeoutMs ?? 0, diagnostics));
 
   const exitCode = result.exitCode;
-  const signal = result.signal ?? undefined;
+  const signal = result.signal;
   if (exitCode !== 0 || signal !== undefined) {
     if (output.outOfMemoryLine) return fail(new SdOutOfMemoryError(exitCode, signal, output.outOfMemoryLine, diagnostics));
     return fail(new SdProcessError(exitCode, signal, diagnostics));

@@ -65,9 +65,10 @@ export async function refine(state: DiffugenStateValue, runtime: NodeRuntime): P
 
   if (state.mode === "image" && !state.refinePrompt) {
     const refined = { prompt: params.prompt, negativePrompt: params.negativePrompt, fellBack: false };
+    // First: the unload's requests go out before the events' bookkeeping (SQLite, streams).
+    requestDiffusion(kit);
     kit.emit({ ...status("refining", "Using the prompt as written", 1), kind: "refined", ...refined });
     kit.emit(drawingWith(entry.name, params));
-    requestDiffusion(kit);
     return { ...fresh, intent: "draw", refined, model: entry.name, params, timings: kit.timed() };
   }
 
@@ -113,6 +114,8 @@ function drawWith(
     return { ...fresh, ...kit.fail(err), warnings };
   }
   const refined = { prompt: params.prompt, negativePrompt: params.negativePrompt, fellBack: answer.fellBack, warning: answer.warning };
+  // First: the unload's requests go out before the events' bookkeeping (SQLite, streams).
+  requestDiffusion(kit);
   kit.emit({
     ...status("refining", answer.fellBack ? "Using your prompt as written" : `Prompt refined in ${seconds(answer.durationMs)}`, 1),
     kind: "refined",
@@ -121,6 +124,5 @@ function drawWith(
     fellBack: refined.fellBack,
   });
   kit.emit(drawingWith(entry.name, params));
-  requestDiffusion(kit);
   return { ...fresh, intent: "draw", refined, model: entry.name, params, warnings, timings: kit.timed() };
 }
