@@ -61,13 +61,14 @@
  *                                      BENCH_TRACE=1 prints each request's windows,
  *                                      BENCH_TRACE=timeline every moment known of it)
  */
+import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { unpackCommit } from "./lib/baseline.js";
 import { coveredMs, uncoveredMs, uncoveredPartMs, type Interval } from "./lib/intervals.js";
 import { startServerProcess, type ProbeMarks, type ServerProcess } from "./lib/server-process.js";
-import { LLM_MODEL } from "./lib/server-stack.js";
+import { LLM_MODEL, SD15_FILE, sdCliDouble } from "./lib/server-stack.js";
 import { epochNow, percentile, printRows, quick, round, runWhenMain } from "./lib/stats.js";
 
 const SIZE = "64x64";
@@ -116,6 +117,12 @@ interface Sample {
   sqliteMs: number;
   /** bench/overhead.ts's accounting of the same request (variants with `fetches`). */
   overheadStyleMs: number;
+  /**
+   * The same cost with sd's life taken from its exec (spawn() returned) to its 'exit' event:
+   * the double's own start-up before its clock runs and its teardown after its last moment
+   * count as its own (our fork does not).
+   */
+  lifetimeCostMs: number;
 }
 
 export interface Spread {
@@ -140,14 +147,26 @@ export interface VariantFigures {
   sqliteMean: number;
   /** As bench/overhead.ts counts it (only the `linger 0` variant). */
   overheadStyleMs?: Spread;
+  /** sd's life from its exec to its 'exit' event (Sample.lifetimeCostMs). */
+  lifetimeCostMs: Spread;
   /** /api/ps requests per image. */
   pollsPerImage: number;
   serverRssMiB: number;
   meetsTarget: boolean;
 }
 
+export interface DoubleEdges {
+  samples: number;
+  /** spawn() returned → the double's clock starts: its exec of env and node. */
+  execMs: Spread;
+  /** The double's last moment → its 'exit' event: its Node and kernel teardown. */
+  teardownMs: Spread;
+}
+
 export interface OrchestrationResult {
   setup: { size: string; steps: number; ollama: typeof OLLAMA; lingerMs: number; sdEnv: typeof SD_ENV; cores: number; entry: string };
+  /** The sd-cli double's own start and end, spawned by this (idle, small) process: what no server code runs in. */
+  doubleEdges: DoubleEdges;
   variants: VariantFigures[];
   targetMedianMs: number;
   targetP99Ms: number;
@@ -199,7 +218,7 @@ async function measureVariant(variant: Variant, n: number, warmup: number): Prom
     appRoot: variant.appRoot,
     ollama: { strict: true, unloadLingerMs: variant.lingerMs, ...OLLAMA },
     sdEnv: { ...SD_ENV, FAKE_SD_LIFETIME: lifetimeFile },
-    env: { ...(variant.pollOld ? { DIFFUGEN_BENCH_POLL: "old" } : {}), ...(variant.fetches ? { DIFFUGEN_BENCH_FETCH: "1" } : {}) },
+    env: { ...(variant.pollOld ? { DIFFUGEN_BENCH_POLL: "old" } : {}), ...(variant.fetches || process.env.BENCH_TRACE === "timeline" ? { DIFFUGEN_BENCH_FETCH: "1" } : {}) },
   });
   const body = JSON.stringify({ model: "sd15", prompt: "a lighthouse at dusk", size: SIZE, steps: STEPS, response_format: "b64_json" });
 
@@ -277,6 +296,7 @@ async function measureVariant(variant: Variant, n: number, warmup: number): Prom
     }
 
     const spawnToExit = marks.spawns.filter((r) => within(r.calledAt) && r.exitAt !== undefined).map((r) => ({ start: r.calledAt, end: r.exitAt! }));
+    const execToExit = marks.spawns.filter((r) => within(r.calledAt) && r.exitAt !== undefined).map((r) => ({ start: r.returnedAt, end: r.exitAt! }));
     return {
       wallMs,
       sdMs: coveredMs(sd, start, end),
@@ -285,6 +305,7 @@ async function measureVariant(variant: Variant, n: number, warmup: number): Prom
       windows,
       sqliteMs: uncoveredPartMs(marks.sqlite, external, start, end),
       overheadStyleMs: wallMs - coveredMs([...spawnToExit, ...marks.fetches], start, end),
+      lifetimeCostMs: wallMs - coveredMs([...external, ...execToExit], start, end),
     };
   };
 
@@ -310,6 +331,7 @@ async function measureVariant(variant: Variant, n: number, warmup: number): Prom
       windowsP50: Object.fromEntries(WINDOWS.map((w) => [w, round(percentile(col((s) => s.windows[w]), 50), 2)])) as Record<WindowName, number>,
       sqliteMean: round(mean(col((s) => s.sqliteMs)), 2),
       ...(variant.fetches ? { overheadStyleMs: spreadOf(col((s) => s.overheadStyleMs)) } : {}),
+      lifetimeCostMs: spreadOf(col((s) => s.lifetimeCostMs)),
       pollsPerImage: round(polls / n, 1),
       serverRssMiB: server.rssMiB(),
       meetsTarget: percentile(costs, 50) < TARGET_MEDIAN_MS && percentile(costs, 99) < TARGET_P99_MS,
@@ -349,6 +371,42 @@ function printTimeline(start: number, end: number, costMs: number, requests: { k
   console.log(`cost ${round(costMs)} ms\n`);
 }
 
+/**
+ * The double's start-up before its clock runs and its teardown after its last moment,
+ * with no server around: this process spawns it directly, idle while it runs. Those two
+ * edges of the "exec" and "exit" windows are the double's own, whoever spawns it.
+ */
+async function measureDoubleEdges(samples: number): Promise<DoubleEdges> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "diffugen-bench-edges-"));
+  fs.writeFileSync(path.join(dir, SD15_FILE), "");
+  const lifeFile = path.join(dir, "life.jsonl");
+  const exec: number[] = [];
+  const teardown: number[] = [];
+  try {
+    for (let i = 0; i < samples; i++) {
+      fs.rmSync(lifeFile, { force: true });
+      const env = { ...process.env, ...SD_ENV, FAKE_SD_STEP_MS: "5", FAKE_SD_LIFETIME: lifeFile };
+      const child = spawn(sdCliDouble, ["-m", SD15_FILE, "--steps", String(STEPS), "-W", "64", "-H", "64", "-o", path.join(dir, "out.png")], {
+        cwd: dir,
+        env,
+        stdio: ["ignore", "pipe", "pipe"],
+        detached: true,
+      });
+      const returnedAt = epochNow();
+      child.stdout!.resume();
+      child.stderr!.resume();
+      const exitAt = await new Promise<number>((resolve) => child.once("exit", () => resolve(epochNow())));
+      const life = readLifetimes(lifeFile)[0];
+      if (!life) throw new Error("the sd-cli double wrote no FAKE_SD_LIFETIME line");
+      exec.push(life.startedAt - returnedAt);
+      teardown.push(exitAt - life.exitedAt);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  return { samples, execMs: spreadOf(exec), teardownMs: spreadOf(teardown) };
+}
+
 export async function run(): Promise<OrchestrationResult> {
   const n = Math.max(1, Number(process.env.BENCH_N ?? (quick ? 12 : 40)) || 40);
   const warmup = quick ? 2 : 3;
@@ -362,6 +420,7 @@ export async function run(): Promise<OrchestrationResult> {
   ];
   const wanted = process.env.BENCH_VARIANTS?.split(",").map((v) => v.trim());
   const variants = wanted ? all.filter((v) => wanted.some((w) => v.name.startsWith(w))) : all;
+  const doubleEdges = await measureDoubleEdges(quick ? 5 : 12);
   const figures: VariantFigures[] = [];
   let violations = 0;
   for (const variant of variants) {
@@ -374,6 +433,7 @@ export async function run(): Promise<OrchestrationResult> {
   }
   return {
     setup: { size: SIZE, steps: STEPS, ollama: OLLAMA, lingerMs: LINGER_MS, sdEnv: SD_ENV, cores: os.cpus().length, entry: "node bin/diffugen.js serve (compiled), probe preloaded" },
+    doubleEdges,
     variants: figures,
     targetMedianMs: TARGET_MEDIAN_MS,
     targetP99Ms: TARGET_P99_MS,
@@ -395,7 +455,7 @@ export function printTable(r: OrchestrationResult): void {
   ]);
   console.log("");
   printRows([
-    ["variant", "linger", "poll", "n", "wall p50", "sd p50", "Ollama p50", "cost p50", "p99", "max", "overhead.ts-style p50", "polls/image", "server RSS", "target"],
+    ["variant", "linger", "poll", "n", "wall p50", "sd p50", "Ollama p50", "cost p50", "p99", "max", "sd exec→exit: p50", "p99", "overhead.ts-style p50", "polls/image", "server RSS", "target"],
     ...v.map((f) => [
       f.variant,
       `${f.lingerMs} ms`,
@@ -407,12 +467,19 @@ export function printTable(r: OrchestrationResult): void {
       f.costMs.p50.toFixed(1),
       f.costMs.p99.toFixed(1),
       f.costMs.max.toFixed(1),
+      f.lifetimeCostMs.p50.toFixed(1),
+      f.lifetimeCostMs.p99.toFixed(1),
       f.overheadStyleMs ? f.overheadStyleMs.p50.toFixed(1) : "-",
       String(f.pollsPerImage),
       `${f.serverRssMiB} MiB`,
       f.lingerMs === 0 ? "-" : f.meetsTarget ? "met" : "NOT met",
     ]),
   ]);
+  const e = r.doubleEdges;
+  console.log(
+    `the sd-cli double's own edges, spawned by this idle process (n ${e.samples}): exec → its clock p50 ${e.execMs.p50} ms, ` +
+      `its last moment → 'exit' p50 ${e.teardownMs.p50} ms (in "exec" and "exit" above; "sd exec→exit" counts them as sd's)`,
+  );
   console.log(`target: cost p50 < ${r.targetMedianMs} ms and p99 < ${r.targetP99Ms} ms (linger ${r.setup.lingerMs} ms); GPU violations: ${r.violations}`);
 }
 

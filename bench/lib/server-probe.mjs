@@ -122,6 +122,21 @@ if (process.env.DIFFUGEN_BENCH_FETCH === "1" && ollamaUrl) {
   };
 }
 
+if (process.env.DIFFUGEN_BENCH_FETCH === "1" && ollamaUrl) {
+  // OllamaResidency's requests go through node:http (src/llm/http-fetch.ts): note when each is made.
+  const http = await import("node:http");
+  const request = http.default.request;
+  http.default.request = /** @type {any} */ (
+    function (/** @type {any[]} */ ...args) {
+      const start = now();
+      const req = /** @type {any} */ (request).apply(this, args);
+      const target = String(args[0] instanceof URL ? args[0].href : args[0]);
+      if (target.startsWith(ollamaUrl)) req.once("close", () => marks.fetches.push({ start, end: now() }));
+      return req;
+    }
+  );
+}
+
 process.on("message", (/** @type {any} */ message) => {
   if (message?.type !== "marks") return;
   const taken = Object.fromEntries(Object.entries(marks).map(([key, list]) => [key, list.splice(0)]));

@@ -27,20 +27,20 @@ export function llmModelOptions(llm: Pick<LlmConfig, "numCtx">): Partial<Options
  */
 export function createOllamaClient(
   baseUrl: string,
-  opts: { signal?: AbortSignal | undefined; timeoutMs?: number | undefined } = {},
+  opts: { signal?: AbortSignal | undefined; timeoutMs?: number | undefined; fetch?: typeof fetch | undefined } = {},
 ): Ollama {
-  return new Ollama({ host: baseUrl, fetch: abortableFetch(opts) });
+  return new Ollama({ host: baseUrl, fetch: abortableFetch(opts, opts.fetch) });
 }
 
-/** A fetch that also obeys `signal` and a per-request timeout. */
-export function abortableFetch(opts: { signal?: AbortSignal | undefined; timeoutMs?: number | undefined }): typeof fetch {
+/** A fetch (`base`, default the global one) that also obeys `signal` and a per-request timeout. */
+export function abortableFetch(opts: { signal?: AbortSignal | undefined; timeoutMs?: number | undefined }, base: typeof fetch = fetch): typeof fetch {
   return (input, init) => {
     const signals: AbortSignal[] = [];
     if (init?.signal) signals.push(init.signal);
     if (opts.signal) signals.push(opts.signal);
     if (opts.timeoutMs !== undefined) signals.push(AbortSignal.timeout(Math.max(1, Math.round(opts.timeoutMs))));
     const signal = signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals);
-    return fetch(input, { ...init, signal });
+    return base(input, { ...init, signal });
   };
 }
 

@@ -2,6 +2,7 @@ import type { Ollama, Options } from "ollama";
 import type { LlmResidency, ReloadReport, UnloadReport } from "../gpu/llm-residency.js";
 import { OllamaConnectionLostError, UnloadTimeoutError, describeCause, httpStatusOf, isConnectionLost, isUnreachable, ollamaRequestFailure } from "./errors.js";
 import type { LlmLogger } from "./logger.js";
+import { httpFetch } from "./http-fetch.js";
 import { findNvidiaSmi, readComputeApps } from "./nvidia-smi.js";
 import { createOllamaClient, llmModelOptions, sameModel, sleep, type LlmConfig } from "./ollama-client.js";
 import { OllamaProbe, readResident, type OllamaProbeOptions, type ResidentModel } from "./ollama-probe.js";
@@ -33,7 +34,7 @@ export interface OllamaResidencyOptions extends OllamaProbeOptions {
   loadTimeoutMs?: number;
   /**
    * The /api/ps poll while waiting for an unload (unload-poll.ts): every `pollFastMs`
-   * (default 5) for the first `pollFastForMs` (default 1000) after the unload call, while
+   * (default 3) for the first `pollFastForMs` (default 1000) after the unload call, while
    * Ollama is expected to drop the model; then from `pollInitialMs` (50) doubling to
    * `pollMaxMs` (100). `pollFastForMs: 0` is the back-off alone.
    */
@@ -395,8 +396,9 @@ export class OllamaResidency implements LlmResidency {
     return last;
   }
 
+  /** Over node:http (http-fetch.ts): these calls are on the path of every image. */
   private client(signal: AbortSignal | undefined, timeoutMs: number): Ollama {
-    return createOllamaClient(this.llm.baseUrl, { signal, timeoutMs });
+    return createOllamaClient(this.llm.baseUrl, { signal, timeoutMs, fetch: httpFetch });
   }
 
   /** One load/unload at a time: an unload racing a reload could leave either outcome. */

@@ -24,9 +24,10 @@ export interface UnloadPollOptions {
 }
 
 export const defaultUnloadPoll: UnloadPollOptions = {
-  // A poll is a few hundred bytes of JSON; at 5 ms a 200 ms unload costs ~40 of them and
-  // is seen ~3 ms after the drop on average (50 ms with the 50→100 ms back-off alone).
-  fastMs: 5,
+  // A poll is a few hundred bytes of JSON (~0.2 ms of our CPU over http-fetch.ts); at 3 ms
+  // a 200 ms unload costs ~60 of them and is seen ~2 ms after the drop on average (~55 ms
+  // with the 50→100 ms back-off alone; npm run bench, orchestration).
+  fastMs: 3,
   fastForMs: 1_000,
   initialMs: 50,
   // Capped low: every pause is GPU time lost after the drop (npm run bench: 250 ms cost
