@@ -34,7 +34,7 @@ export interface OllamaResidencyOptions extends OllamaProbeOptions {
   loadTimeoutMs?: number;
   /**
    * The /api/ps poll while waiting for an unload (unload-poll.ts): every `pollFastMs`
-   * (default 3) for the first `pollFastForMs` (default 1000) after the unload call, while
+   * (default 3) for the first `pollFastForMs` (default 500) after the unload call, while
    * Ollama is expected to drop the model; then from `pollInitialMs` (50) doubling to
    * `pollMaxMs` (100). `pollFastForMs: 0` is the back-off alone.
    */

@@ -28,7 +28,9 @@ export const defaultUnloadPoll: UnloadPollOptions = {
   // a 200 ms unload costs ~60 of them and is seen ~2 ms after the drop on average (~55 ms
   // with the 50→100 ms back-off alone; npm run bench, orchestration).
   fastMs: 3,
-  fastForMs: 1_000,
+  // Ollama stops a runner in a few hundred ms; an unload still going after half a second
+  // is a slow one, where being 50-100 ms late matters less than ~300 polls a second would.
+  fastForMs: 500,
   initialMs: 50,
   // Capped low: every pause is GPU time lost after the drop (npm run bench: 250 ms cost
   // ~155 ms per swap at a 200 ms linger).

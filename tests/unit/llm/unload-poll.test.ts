@@ -21,8 +21,8 @@ describe("UnloadPollSchedule", () => {
     expect([1, 2, 3, 4].map(() => schedule.nextPauseMs())).toEqual([50, 100, 100, 100]);
   });
 
-  it("the product's default: a few ms for the first second", () => {
+  it("the product's default: a few ms for the first half second", () => {
     expect(defaultUnloadPoll.fastMs).toBeLessThanOrEqual(5);
-    expect(defaultUnloadPoll.fastForMs).toBe(1_000);
+    expect(defaultUnloadPoll.fastForMs).toBe(500);
   });
 });
