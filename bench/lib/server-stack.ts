@@ -18,7 +18,7 @@ import type { JobRunner } from "../../src/jobs/index.js";
 import type { RunningServer } from "../../src/server/index.js";
 import { readViolations, residentModels } from "../../tests/fakes/fake-gpu.mjs";
 import type { FakeOllama, FakeOllamaOptions } from "../../tests/fakes/ollama-server.js";
-import { startStack, type GpuLogLine, type StackOptions } from "../../tests/helpers/stack.js";
+import { startStack, type GpuLogLine } from "../../tests/helpers/stack.js";
 import { epochNow } from "./stats.js";
 
 export { LLM_MODEL, repoRoot, SD15_FILE, sdCliDouble } from "../../tests/helpers/stack.js";
@@ -47,8 +47,6 @@ export interface BenchServerOptions {
   ollama?: Omit<FakeOllamaOptions, "gpuDir">;
   /** sd-cli double knobs (FAKE_SD_*). */
   sdEnv?: Record<string, string>;
-  /** OllamaResidency options on top of the product's (the /api/ps poll schedule to compare). */
-  residency?: StackOptions["residency"];
   /** Extra service variables (MAX_QUEUE...). */
   env?: Record<string, string>;
   apiKey?: string;
@@ -60,7 +58,6 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
     timing: "product",
     clock: epochNow,
     ollama: options.ollama,
-    residency: options.residency,
     sdEnv: options.sdEnv,
     env: { MAX_QUEUE: "64", LOG_LEVEL: "warn", ...options.env },
     server: {

@@ -63,8 +63,6 @@ export interface StackOptions {
   /** The sd-cli double's knobs on top of FAKE_GPU_DIR and FAKE_SD_STEP_MS=20. */
   sdEnv?: Record<string, string> | undefined;
   timing?: StackTiming | undefined;
-  /** OllamaResidency options on top of the timing's (a bench comparing /api/ps poll schedules). */
-  residency?: Partial<OllamaResidencyOptions> | undefined;
   /** Stamps the log lines kept in `gpuLog`/`llmLog` (default Date.now; benches share epochNow). */
   clock?: (() => number) | undefined;
   /** Further capabilities to use instead of the ones built from the config (a refiner double). */
@@ -188,7 +186,6 @@ export async function startStack(options: StackOptions & { server?: StartServerO
       env: { PATH: "" },
       vramSettleMs: 0,
       ...(timing === "test" ? { pollInitialMs: 10, pollMaxMs: 50 } : {}),
-      ...options.residency,
     };
     const app = bootstrap(config, options.role ?? "serve", {
       deps: {
