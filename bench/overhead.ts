@@ -8,6 +8,14 @@
  * an unloaded model at once (linger 0), so the unload's /api/ps polling, measured on its own
  * by unload-confirm.ts, does not count as overhead.
  *
+ * What this bench does not see (issue 14; bench/orchestration.ts measures it from outside):
+ * with linger 0 there is no wait between Ollama dropping the model and the poll that sees
+ * it (the poll gap, ~55 ms with the old 50→100 ms back-off at a 200 ms linger); and it books
+ * as the doubles' time what an outside observer books as ours: node's fork and the exec
+ * before the sd-cli double runs, its teardown and our exit handling after (sd-cli is timed
+ * from the spawn() call to the 'exit' event here), and our side of every Ollama call
+ * (fetch() to the end of the body, where Ollama's own time is only its handling).
+ *
  *   npx tsx bench/overhead.ts          (BENCH_N=n measured requests per profile, default 8,
  *                                       3 with BENCH_QUICK=1; BENCH_TRACE=1 prints each
  *                                       request's timeline)

@@ -17,6 +17,7 @@ import { fileURLToPath } from "node:url";
 import * as burstBackends from "./burst-backends.js";
 import * as vramFit from "./vram-fit.js";
 import * as gateway from "./gateway.js";
+import * as orchestration from "./orchestration.js";
 import * as overhead from "./overhead.js";
 import * as progressLatency from "./progress-latency.js";
 import * as reloadVsImage from "./reload-vs-image.js";
@@ -29,6 +30,7 @@ import { ms, printRows, quick } from "./lib/stats.js";
 interface Results {
   progressLatency?: progressLatency.ProgressLatencyResult;
   overhead?: overhead.OverheadResult;
+  orchestration?: orchestration.OrchestrationResult;
   swaps?: swaps.SwapsResult;
   unloadConfirm?: unloadConfirm.UnloadConfirmResult;
   reloadVsImage?: reloadVsImage.ReloadVsImageResult;
@@ -58,6 +60,7 @@ async function step<K extends keyof Results>(key: K, name: string, run: () => Pr
 
 await step("progressLatency", "progress-latency", progressLatency.run);
 await step("overhead", "overhead", overhead.run);
+await step("orchestration", "orchestration", orchestration.run);
 await step("swaps", "swaps", () => swaps.run());
 await step("unloadConfirm", "unload-confirm", unloadConfirm.run);
 await step("reloadVsImage", "reload-vs-image", reloadVsImage.run);
@@ -90,6 +93,26 @@ if (oh) {
   rows.push(["time to first SSE byte, images", ms(oh.firstSseByteMs.imagesGenerations.p50, 2), `p50 of ${oh.firstSseByteMs.samples}, POST /v1/images/generations stream`]);
 } else rows.push(failed("overhead"));
 
+const orc = results.orchestration;
+if (orc) {
+  for (const v of orc.variants) {
+    if (v.lingerMs === 0) {
+      rows.push([
+        `orchestration, linger 0 (overhead.ts's setting)`,
+        `${ms(v.costMs.p50)} vs ${ms(v.overheadStyleMs?.p50)}`,
+        `from outside vs as overhead.ts counts the same ${v.images} images (sd spawn()→'exit', Ollama our fetch()): the difference is fork/exec/teardown and our side of each Ollama call`,
+      ]);
+      continue;
+    }
+    rows.push([
+      `orchestration cost per image, ${v.variant}, p50 / p99`,
+      `${ms(v.costMs.p50)} / ${ms(v.costMs.p99)}`,
+      `64x64 from outside: wall − sd's own clock − Ollama's own time (linger ${v.lingerMs} ms, ${v.poll} poll, n ${v.images}); ` +
+        `sd counted exec→exit: ${ms(v.lifetimeCostMs.p50)} / ${ms(v.lifetimeCostMs.p99)}; poll gap mean ${ms(v.windowsMean["poll gap"])}`,
+    ]);
+  }
+} else rows.push(failed("orchestration"));
+
 const sw = results.swaps;
 if (sw) {
   for (const b of sw.bursts) {
@@ -105,7 +128,7 @@ const uc = results.unloadConfirm;
 if (uc) {
   for (const r of uc.rows) {
     rows.push([
-      `unload-confirm, linger ${r.lingerMs} ms, p50 / p99`,
+      `unload-confirm, ${r.schedule} poll, linger ${r.lingerMs} ms, p50 / p99`,
       `${ms(r.unloadToConfirmedMs.p50, 0)} / ${ms(r.unloadToConfirmedMs.p99, 0)}`,
       `unload request → /api/ps empty (n ${r.samples}); polling adds ${ms(r.beyondLingerMs.p50, 0)} / ${ms(r.beyondLingerMs.p99, 0)} beyond the linger`,
     ]);
@@ -168,7 +191,7 @@ if (gw) {
 } else rows.push(failed("gateway"));
 
 const violations =
-  (pl?.violations ?? 0) + (oh?.violations ?? 0) + (sw?.violations ?? 0) + (rv?.violations ?? 0) + (mem?.violations ?? 0) + (gw?.violations ?? 0);
+  (pl?.violations ?? 0) + (oh?.violations ?? 0) + (orc?.violations ?? 0) + (sw?.violations ?? 0) + (rv?.violations ?? 0) + (mem?.violations ?? 0) + (gw?.violations ?? 0);
 rows.push(["GPU invariant violations", String(violations), "the LLM and sd-cli in VRAM at once, by the simulated GPU"]);
 
 /** The table's figures as numbers, for whoever compares runs. */
@@ -176,12 +199,20 @@ const figures = {
   progressLatencyMs: pl && { p50: pl.stepToClientMs.p50, p99: pl.stepToClientMs.p99, n: pl.stepToClientMs.n },
   overheadPerImage:
     oh && Object.fromEntries(oh.profiles.map((p) => [p.profile, { medianMs: p.overheadMs.p50, pctOfImage: p.overheadPctOfWall, pctAtRealSpeed: p.overheadPctAtRealSpeed, imageMs: p.wallMs.p50 }])),
+  orchestrationCostMs:
+    orc &&
+    Object.fromEntries(
+      orc.variants.map((v) => [
+        v.variant,
+        { p50: v.costMs.p50, p99: v.costMs.p99, execToExitP50: v.lifetimeCostMs.p50, execToExitP99: v.lifetimeCostMs.p99, overheadStyleP50: v.overheadStyleMs?.p50, windowsMean: v.windowsMean },
+      ]),
+    ),
   firstSseByteMs: oh && { chatCompletions: oh.firstSseByteMs.chatCompletions.p50, imagesGenerations: oh.firstSseByteMs.imagesGenerations.p50 },
   swapsPerBurst: sw && Object.fromEntries(sw.bursts.map((b) => [String(b.burst), { unloads: b.unloadsPerBurst, reloads: b.reloadsPerBurst, dropToGrantP50Ms: b.dropToGrantMs.p50 }])),
   unloadConfirmMs:
     uc &&
     Object.fromEntries(
-      uc.rows.map((r) => [`linger ${r.lingerMs}`, { p50: r.unloadToConfirmedMs.p50, p99: r.unloadToConfirmedMs.p99, beyondLingerP50: r.beyondLingerMs.p50, beyondLingerP99: r.beyondLingerMs.p99 }]),
+      uc.rows.map((r) => [`${r.schedule} poll, linger ${r.lingerMs}`, { p50: r.unloadToConfirmedMs.p50, p99: r.unloadToConfirmedMs.p99, beyondLingerP50: r.beyondLingerMs.p50, beyondLingerP99: r.beyondLingerMs.p99 }]),
     ),
   imageVsReload: rv && Object.fromEntries(rv.modes.map((m) => [m.mode, { imageMs: m.imageMs, reloadFinishedMs: m.reloadedMs, gapMs: m.gapMs.p50, imageFirst: m.imageFirst }])),
   rss: mem && { idleMiB: mem.idleMiB, streams: mem.streams, streamsMiB: mem.streamsMiB, perStreamKiB: mem.perStreamKiB },

@@ -11,9 +11,9 @@
  * statistics, checked against the loads the fake Ollama saw), and the hand-over latency:
  * from the Ollama double actually dropping the LLM from /api/ps (after its linger; seen by
  * watching the simulated GPU file it rewrites) to the scheduler granting the GPU to the
- * first diffusion job (its log line). That gap is OllamaControl's /api/ps polling: polls
- * start 50 ms apart and back off to 100 ms, so a drop is seen up to one pause late, plus
- * one /api/ps round trip.
+ * first diffusion job (its log line). That gap is OllamaResidency's /api/ps polling: every
+ * 3 ms while the drop is expected (src/llm/unload-poll.ts), so a drop is seen up to one
+ * pause late, plus one /api/ps round trip.
  *
  *   npx tsx bench/swaps.ts              (BENCH_ROUNDS=n bursts per size, default 3, 1 with BENCH_QUICK=1)
  */

@@ -1,11 +1,14 @@
 /**
  * How long from asking Ollama to unload the LLM until we know it is gone. Ollama's unload
  * call returns before the model leaves /api/ps (REFERENCE.md §2), so OllamaResidency polls
- * /api/ps (50 ms, then doubling to at most 100 ms) until the model is no longer listed;
- * only then may sd-cli start. The real OllamaResidency, with the product's defaults (what
- * the server builds), unloads the LLM from the fake Ollama with its linger set like the
- * real one: 200 ms usually, up to ~5 s when Ollama waits for the VRAM (lib/ollama-timing.ts),
- * and 1 s in between.
+ * /api/ps until the model is no longer listed; only then may sd-cli start. The real
+ * OllamaResidency unloads the LLM from the fake Ollama with its linger set like the real
+ * one: 200 ms usually, up to ~5 s when Ollama waits for the VRAM (lib/ollama-timing.ts),
+ * and 1 s in between. Two poll schedules, side by side on the same lingers:
+ *
+ *   new   the product's default (src/llm/unload-poll.ts): every 3 ms for the first half
+ *         second after the unload call, while the drop is expected; then 50 ms doubling to 100 ms
+ *   old   before issue 14: 50 ms doubling to 100 ms from the unload call on
  *
  * Per sample, on one clock: the unload request reaching the double (its request log), the
  * model leaving the double's /api/ps (the simulated GPU file it rewrites, via inotify), and
@@ -23,12 +26,15 @@ import os from "node:os";
 import path from "node:path";
 import { loadConfig } from "../src/config/index.js";
 import { OllamaResidency, silentLlmLogger } from "../src/llm/index.js";
+import { defaultUnloadPoll } from "../src/llm/unload-poll.js";
 import { startFakeOllama } from "../tests/fakes/ollama-server.js";
 import { realOllama, slowUnloadLingerMs } from "./lib/ollama-timing.js";
+import { OLD_POLL_SCHEDULE } from "./lib/poll-schedules.js";
 import { LLM_MODEL, watchDrops } from "./lib/server-stack.js";
 import { epochNow, runWhenMain, ms, printRows, quick, round, spread, type Spread } from "./lib/stats.js";
 
 export interface UnloadConfirmRow {
+  schedule: "new" | "old";
   lingerMs: number;
   samples: number;
   unloadToConfirmedMs: Spread;
@@ -38,18 +44,19 @@ export interface UnloadConfirmRow {
 }
 
 export interface UnloadConfirmResult {
-  poll: { initialMs: number; maxMs: number };
+  poll: { new: typeof defaultUnloadPoll; old: typeof OLD_POLL_SCHEDULE };
   rows: UnloadConfirmRow[];
 }
 
-async function measure(lingerMs: number, samples: number): Promise<UnloadConfirmRow> {
+async function measure(schedule: "new" | "old", lingerMs: number, samples: number): Promise<UnloadConfirmRow> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "diffugen-bench-unload-"));
   const ollama = await startFakeOllama({ installed: [LLM_MODEL], resident: [LLM_MODEL], gpuDir: root, unloadLingerMs: lingerMs });
   const drops: number[] = [];
   const watch = watchDrops(root, drops);
   const config = loadConfig({ OLLAMA_BASE_URL: ollama.url, LLM_MODEL, UNLOAD_TIMEOUT_S: "30", LOG_LEVEL: "warn" });
   // The server's OllamaResidency (createDiffugenDeps): product defaults, no nvidia-smi here.
-  const control = new OllamaResidency(config.llm, { logger: silentLlmLogger, env: { PATH: "" } });
+  const old = { pollFastMs: OLD_POLL_SCHEDULE.fastMs, pollFastForMs: OLD_POLL_SCHEDULE.fastForMs, pollInitialMs: OLD_POLL_SCHEDULE.initialMs, pollMaxMs: OLD_POLL_SCHEDULE.maxMs };
+  const control = new OllamaResidency(config.llm, { logger: silentLlmLogger, env: { PATH: "" }, ...(schedule === "old" ? old : {}) });
   const total: number[] = [];
   const beyond: number[] = [];
   const dropToConfirmed: number[] = [];
@@ -77,6 +84,7 @@ async function measure(lingerMs: number, samples: number): Promise<UnloadConfirm
     fs.rmSync(root, { recursive: true, force: true });
   }
   return {
+    schedule,
     lingerMs,
     samples,
     unloadToConfirmedMs: spread(total, 1),
@@ -99,15 +107,21 @@ export async function run(): Promise<UnloadConfirmResult> {
         [slowUnloadLingerMs, 3],
       ];
   const rows: UnloadConfirmRow[] = [];
-  for (const [linger, samples] of plan) rows.push(await measure(linger, samples));
-  return { poll: { initialMs: 50, maxMs: 100 }, rows };
+  for (const [linger, samples] of plan) {
+    for (const schedule of ["new", "old"] as const) rows.push(await measure(schedule, linger, samples));
+  }
+  return { poll: { new: defaultUnloadPoll, old: OLD_POLL_SCHEDULE }, rows };
 }
 
 export function printTable(r: UnloadConfirmResult): void {
-  console.log(`unload confirm: unload request → /api/ps confirmed empty (OllamaResidency polls ${r.poll.initialMs} ms doubling to ${r.poll.maxMs} ms)`);
+  console.log(
+    `unload confirm: unload request → /api/ps confirmed empty; new: every ${r.poll.new.fastMs} ms for ${r.poll.new.fastForMs} ms, ` +
+      `then ${r.poll.new.initialMs} doubling to ${r.poll.new.maxMs} ms; old: ${r.poll.old.initialMs} doubling to ${r.poll.old.maxMs} ms`,
+  );
   printRows([
-    ["linger", "n", "unload→confirmed p50", "p99", "beyond linger p50", "p99", "drop→confirmed p50", "p99", "polls"],
+    ["schedule", "linger", "n", "unload→confirmed p50", "p99", "beyond linger p50", "p99", "drop→confirmed p50", "p99", "polls"],
     ...r.rows.map((row) => [
+      row.schedule,
       `${row.lingerMs} ms`,
       String(row.samples),
       ms(row.unloadToConfirmedMs.p50),

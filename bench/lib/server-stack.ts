@@ -5,7 +5,7 @@
  * Ollama in this process, the sd-cli double as a child process, sharing one simulated GPU.
  *
  * Unlike the tests, it runs with the product's timing (`timing: "product"`): OllamaResidency
- * keeps the product's /api/ps polling (50 ms doubling to 100 ms), as what it costs is one of
+ * keeps the product's /api/ps polling (src/llm/unload-poll.ts), as what it costs is one of
  * the figures, and the LLM timeouts are the product's. nvidia-smi is hidden from it (PATH
  * empty for that lookup), as there is no GPU here.
  *

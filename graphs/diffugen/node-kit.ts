@@ -19,6 +19,8 @@ export interface NodeKit {
   llmLease: LeaseSlot;
   /** The request as admission resolved it, if the run was admitted. */
   admitted: AdmittedRequest | undefined;
+  /** The whole run's signal (a node's own runtime.signal ends with the node). */
+  runSignal: AbortSignal;
   /** `timings` with this node's duration added. */
   timed(): Record<string, number>;
   /** Records a failure: emits the error event and returns the state update for it. */
@@ -39,6 +41,7 @@ export function nodeKit(node: string, state: DiffugenStateValue, runtime: NodeRu
     lease: run.lease,
     llmLease: run.llmLease,
     admitted: run.admitted,
+    runSignal: run.signal,
     timed,
     fail(err, phase = "error") {
       const error: RunError = toRunError(err, node);

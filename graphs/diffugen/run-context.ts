@@ -1,6 +1,7 @@
 import type { GenerationParams } from "../../src/diffusion/index.js";
-import type { GpuLease, ReleaseOutcome } from "../../src/gpu/index.js";
+import type { GpuEventListener, GpuLease, ReleaseOutcome } from "../../src/gpu/index.js";
 import type { DiffugenDeps } from "./dependencies.js";
+import { EarlyLease } from "./early-lease.js";
 
 /**
  * Everything one run of the graph shares between its nodes that is not state: the
@@ -57,6 +58,9 @@ export function isRunContext(context: unknown): context is DiffugenRunContext {
  * off (the LLM reload, or the hand-over to the next image job). The LLM lease: `refine`
  * keeps it for `reply`, which uses it and gives it back.
  *
+ * A lease may be asked for early, by the node before the one that waits for it
+ * (`requestEarly`, early-lease.ts): the grant is held here as soon as it comes.
+ *
  * A lease must never outlive its run. The run's signal releases it, so an abort that lands
  * between two nodes (LangGraph then rejects the stream at once and runs no further node)
  * still gives the GPU back. But once a node has claimed the lease, only that node may give
@@ -68,8 +72,27 @@ export class LeaseSlot {
   #claimed = false;
   #released: Promise<ReleaseOutcome> | undefined;
   #besideLlm = false;
+  #early: EarlyLease | undefined;
 
   constructor(private readonly runSignal: AbortSignal) {}
+
+  /**
+   * Asks for the lease now (`acquire` with the run's signal: it outlives the asking node),
+   * for a later node to wait for with takeEarly(). The grant is held here the moment it
+   * comes, so an abort before the waiting node runs still gives it back.
+   */
+  requestEarly(acquire: (onEvent: GpuEventListener) => Promise<GpuLease>): void {
+    const early = new EarlyLease(acquire);
+    this.#early = early;
+    early.onGranted((lease) => this.hold(lease));
+  }
+
+  /** The early request, for the node that waits for it (once); undefined when none was made. */
+  takeEarly(): EarlyLease | undefined {
+    const early = this.#early;
+    this.#early = undefined;
+    return early;
+  }
 
   hold(lease: GpuLease): void {
     this.#lease = lease;

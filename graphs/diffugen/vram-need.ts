@@ -7,8 +7,8 @@ import type { DiffugenStateValue } from "./state.js";
  * the scheduler's fit check. Undefined when there is no ledger (VRAM_POLICY=swap) or the
  * request is not resolved yet; the scheduler then swaps.
  */
-export function vramNeedOf(deps: DiffugenDeps, state: DiffugenStateValue, previews: boolean | undefined): VramNeed | undefined {
-  const { params, model } = state;
+export function vramNeedOf(deps: DiffugenDeps, drawing: Pick<DiffugenStateValue, "model" | "params">, previews: boolean | undefined): VramNeed | undefined {
+  const { params, model } = drawing;
   if (!deps.vram || !params || !model) return undefined;
   try {
     const files = deps.registry.files(deps.registry.resolve(model));

@@ -1,4 +1,4 @@
-import { answersInWords, type DiffugenStateValue } from "../../graphs/diffugen/state.js";
+import { answersInWords, type DiffugenStateValue, type GeneratedImage } from "../../graphs/diffugen/state.js";
 import type { JobOutcome } from "./job.js";
 
 type State = Partial<DiffugenStateValue>;
@@ -10,6 +10,17 @@ export function outcomeAfterNode(node: string, state: State): JobOutcome | undef
   if (node === "reply") return { kind: "reply", text: state.replyText ?? "", warnings };
   if (node === "diffuse") return imagesOutcome(state);
   return undefined;
+}
+
+/**
+ * The answer once every image the run draws has been announced (`image` events, each sent
+ * by `diffuse` once its file is saved and checked), before `diffuse` has returned: the
+ * client does not wait for LangGraph's next step. Undefined until the last one.
+ */
+export function outcomeAfterImages(state: State, announced: readonly GeneratedImage[]): JobOutcome | undefined {
+  const expected = state.params?.batchCount;
+  if (state.error || expected === undefined || announced.length < expected) return undefined;
+  return imagesOutcome({ ...state, images: [...announced].sort((a, b) => a.index - b.index) });
 }
 
 export function outcomeOfFinalState(state: State): JobOutcome {

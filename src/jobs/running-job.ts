@@ -1,10 +1,9 @@
-import type { BaseCheckpointSaver } from "@langchain/langgraph";
 import type { ProgressEvent } from "../events/progress-event.js";
-import type { DiffugenStateValue } from "../../graphs/diffugen/state.js";
+import type { DiffugenStateValue, GeneratedImage } from "../../graphs/diffugen/state.js";
 import { EventChannel } from "./event-channel.js";
 import type { GraphStreamMode, Job, JobEvent, JobOutcome, JobResult } from "./job.js";
 import type { JobJournal } from "./job-journal.js";
-import { outcomeAfterNode, outcomeOfFinalState } from "./outcomes.js";
+import { outcomeAfterImages, outcomeAfterNode, outcomeOfFinalState } from "./outcomes.js";
 
 export interface RunningJobOptions {
   /**
@@ -25,7 +24,8 @@ type GraphStream = AsyncIterable<[string, unknown]>;
 
 /**
  * One graph run: drives LangGraph's stream, keeps the state as it grows, journals every
- * progress event, and settles the answer as soon as a node has it.
+ * progress event, and settles the answer as soon as it is known: the last image announced,
+ * or the node that decided it.
  */
 export class RunningJob implements Job {
   readonly events = new EventChannel<JobEvent>();
@@ -40,6 +40,8 @@ export class RunningJob implements Job {
   #resolveFinished!: (result: JobResult) => void;
   #answered: JobOutcome | undefined;
   #state: State;
+  /** The images `diffuse` announced so far (its `image` events). */
+  readonly #images: GeneratedImage[] = [];
 
   constructor(
     readonly id: string,
@@ -77,11 +79,11 @@ export class RunningJob implements Job {
     if (!this.#controller.signal.aborted) this.#controller.abort(new JobCancelled(reason));
   }
 
-  run(stream: () => Promise<GraphStream>, checkpointer: BaseCheckpointSaver): void {
-    void this.#drive(stream, checkpointer);
+  run(stream: () => Promise<GraphStream>): void {
+    void this.#drive(stream);
   }
 
-  async #drive(stream: () => Promise<GraphStream>, checkpointer: BaseCheckpointSaver): Promise<void> {
+  async #drive(stream: () => Promise<GraphStream>): Promise<void> {
     try {
       for await (const [mode, chunk] of await stream()) {
         if (this.rawModes.has(mode as GraphStreamMode)) this.#emit({ type: "chunk", mode: mode as GraphStreamMode, chunk });
@@ -103,8 +105,6 @@ export class RunningJob implements Job {
       }
     } finally {
       this.events.close();
-      // The state lives in #state already; the checkpoint is not needed after the run.
-      await checkpointer.deleteThread(this.id).catch(() => undefined);
       this.#resolveFinished({ outcome: this.#answered!, state: this.#state });
     }
   }
@@ -115,6 +115,12 @@ export class RunningJob implements Job {
     // `reply` event and the result), not a row per word.
     const seq = this.#answered || event.kind === "reply_delta" ? this.journal.lastSeq : this.journal.record(event);
     this.#emit({ type: "progress", event, seq });
+    if (event.kind === "image" && !this.#answered) {
+      const { path, seed, width, height, index } = event;
+      this.#images.push({ path, seed, width, height, index });
+      const outcome = outcomeAfterImages(this.#state, this.#images);
+      if (outcome) this.#answer(outcome);
+    }
   }
 
   #onUpdates(chunk: Record<string, unknown>): void {

@@ -5,6 +5,7 @@ import type { LlmLogger } from "./logger.js";
 import { findNvidiaSmi, readComputeApps } from "./nvidia-smi.js";
 import { createOllamaClient, llmModelOptions, sameModel, sleep, type LlmConfig } from "./ollama-client.js";
 import { OllamaProbe, readResident, type OllamaProbeOptions, type ResidentModel } from "./ollama-probe.js";
+import { defaultUnloadPoll, UnloadPollSchedule, type UnloadPollOptions } from "./unload-poll.js";
 
 /**
  * The LLM's residency in VRAM, as the GPU scheduler drives it: take every model out of
@@ -30,7 +31,14 @@ export interface OllamaResidencyOptions extends OllamaProbeOptions {
   requestTimeoutMs?: number;
   /** Timeout of loading the LLM in reload(); loading from disk can be slow. Default 120 s. */
   loadTimeoutMs?: number;
-  /** First and largest pause between /api/ps polls while waiting for an unload. */
+  /**
+   * The /api/ps poll while waiting for an unload (unload-poll.ts): every `pollFastMs`
+   * (default 3) for the first `pollFastForMs` (default 500) after the unload call, while
+   * Ollama is expected to drop the model; then from `pollInitialMs` (50) doubling to
+   * `pollMaxMs` (100). `pollFastForMs: 0` is the back-off alone.
+   */
+  pollFastMs?: number;
+  pollFastForMs?: number;
   pollInitialMs?: number;
   pollMaxMs?: number;
   /**
@@ -77,8 +85,7 @@ export class OllamaResidency implements LlmResidency {
   private readonly logger: LlmLogger;
   private readonly requestTimeoutMs: number;
   private readonly loadTimeoutMs: number;
-  private readonly pollInitialMs: number;
-  private readonly pollMaxMs: number;
+  private readonly poll: UnloadPollOptions;
   private readonly vramSettleMs: number;
   private readonly env: NodeJS.ProcessEnv;
 
@@ -89,10 +96,12 @@ export class OllamaResidency implements LlmResidency {
     this.logger = options.logger;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 5_000;
     this.loadTimeoutMs = options.loadTimeoutMs ?? 120_000;
-    this.pollInitialMs = options.pollInitialMs ?? 50;
-    // Capped low: a poll of /api/ps is a few hundred bytes of JSON, and every pause is GPU
-    // time lost after the drop (npm run bench: 250 ms cost ~155 ms per swap at a 200 ms linger).
-    this.pollMaxMs = options.pollMaxMs ?? 100;
+    this.poll = {
+      fastMs: options.pollFastMs ?? defaultUnloadPoll.fastMs,
+      fastForMs: options.pollFastForMs ?? defaultUnloadPoll.fastForMs,
+      initialMs: options.pollInitialMs ?? defaultUnloadPoll.initialMs,
+      maxMs: options.pollMaxMs ?? defaultUnloadPoll.maxMs,
+    };
     this.vramSettleMs = options.vramSettleMs ?? 2_000;
     this.env = options.env ?? process.env;
     this.probe = new OllamaProbe(llm, { requestTimeoutMs: this.requestTimeoutMs, env: options.env ?? process.env });
@@ -126,6 +135,12 @@ export class OllamaResidency implements LlmResidency {
     const deadline = started + this.llm.unloadTimeoutMs;
     const remaining = () => deadline - Date.now();
 
+    // The configured LLM is nearly always the model to move out (the refinement that just
+    // ran used it), so its unload goes out now, beside the listing, not one round trip and
+    // the run's bookkeeping after it. Unloading a model that is not loaded is a no-op that
+    // answers 200 (REFERENCE.md); the listing alone says what is waited for and restored.
+    const earlyUnload = this.sendUnload(this.llm.model, signal, Math.min(this.requestTimeoutMs, Math.max(remaining(), 250)));
+
     let listed: ResidentModel[];
     try {
       listed = await readResident(this.client(signal, this.requestTimeoutMs));
@@ -153,17 +168,17 @@ export class OllamaResidency implements LlmResidency {
     const unloadAcceptedAt = new Map<string, number>();
     const requestUnload = async (model: string) => {
       targets.add(model);
-      const sentAt = Date.now();
-      try {
-        const client = this.client(signal, Math.min(this.requestTimeoutMs, Math.max(remaining(), 250)));
-        await client.chat({ model, messages: [], keep_alive: 0 });
-        unloadAcceptedAt.set(model, sentAt);
-      } catch (err) {
-        if (signal?.aborted) throw signal.reason;
-        // 404: deleted since /api/ps listed it; the poll below still has the last word.
-        if (httpStatusOf(err) === 404) unloadAcceptedAt.set(model, sentAt);
-        else this.logger.warn(`unload of ${model} failed (${describeCause(err)}); will retry`);
-      }
+      const sent = await this.sendUnload(model, signal, Math.min(this.requestTimeoutMs, Math.max(remaining(), 250)));
+      if (signal?.aborted) throw signal.reason;
+      if (sent.acceptedAt !== undefined) unloadAcceptedAt.set(model, sent.acceptedAt);
+      else this.logger.warn(`unload of ${model} failed (${describeCause(sent.error)}); will retry`);
+    };
+    /** The configured LLM's unload, sent before the listing: adopted if it went through, else asked again. */
+    const adoptEarlyUnload = async (model: string) => {
+      const sent = await earlyUnload;
+      if (sent.acceptedAt === undefined) return requestUnload(model);
+      targets.add(model);
+      unloadAcceptedAt.set(model, sent.acceptedAt);
     };
     /**
      * Ask (again) when we never did, the ask failed, or the model was loaded again after
@@ -176,9 +191,10 @@ export class OllamaResidency implements LlmResidency {
       const expiresAt = m.expiresAt === undefined ? NaN : Date.parse(m.expiresAt);
       return Number.isFinite(expiresAt) && expiresAt > acceptedAt + RELOADED_SLACK_MS;
     };
-    await Promise.all(listed.map((m) => requestUnload(m.name)));
+    await Promise.all(listed.map((m) => (sameModel(m.name, this.llm.model) ? adoptEarlyUnload(m.name) : requestUnload(m.name))));
 
-    let pause = this.pollInitialMs;
+    // The drop is expected from now on: look often, then back off (unload-poll.ts).
+    const schedule = new UnloadPollSchedule(this.poll);
     let refusedPolls = 0;
     let lastError: unknown;
     let stillListed: ResidentModel[] = listed;
@@ -214,14 +230,28 @@ export class OllamaResidency implements LlmResidency {
         const models = lastError === undefined ? stillListed.map((m) => m.name) : [...targets];
         throw new UnloadTimeoutError(models, this.llm.unloadTimeoutMs, lastError === undefined ? {} : { cause: lastError });
       }
-      await sleep(Math.min(pause, remaining()), signal);
-      pause = Math.min(pause * 2, this.pollMaxMs);
+      await sleep(Math.min(schedule.nextPauseMs(), remaining()), signal);
     }
 
     const freeVramMiB = await this.settledFreeVramMiB(signal);
     const durationMs = Date.now() - started;
     this.logger.info(`unloaded ${[...targets].join(", ")} in ${durationMs} ms`);
     return { reachable: true, unloaded: [...targets], durationMs, freeVramMiB };
+  }
+
+  /**
+   * One unload call (`keep_alive: 0`, no messages). Never rejects: `acceptedAt` (when it was
+   * sent) once Ollama took it, or the error. 404 counts as taken: the model was deleted, and
+   * the /api/ps poll has the last word anyway.
+   */
+  private async sendUnload(model: string, signal: AbortSignal | undefined, timeoutMs: number): Promise<{ acceptedAt?: number; error?: unknown }> {
+    const sentAt = Date.now();
+    try {
+      await this.client(signal, timeoutMs).chat({ model, messages: [], keep_alive: 0 });
+      return { acceptedAt: sentAt };
+    } catch (error) {
+      return httpStatusOf(error) === 404 ? { acceptedAt: sentAt } : { error };
+    }
   }
 
   /**

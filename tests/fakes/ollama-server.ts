@@ -9,6 +9,7 @@
  *                                   that are not installed
  *   GET  /api/ps                    loaded models; an unloaded model stays listed for
  *                                   `unloadLingerMs` (or forever), like the real one
+ *                                   (`strict: true` lingers 200 ms unless told otherwise)
  *   GET  /api/tags, /api/version, /, POST /api/show
  *
  * It shares the simulated GPU (tests/fakes/fake-gpu.mjs) with the sd doubles: the models
@@ -24,12 +25,18 @@
  * no card holds no claim. `vramReleaseLagMs` keeps a model's VRAM after it left /api/ps, as the
  * driver does for a moment.
  *
+ * Every request is recorded with the time the double spent on it (receivedAt..finishedAt,
+ * on the clock every process shares: performance.timeOrigin + now(), in ms), and an unload
+ * with the moment its model left /api/ps (goneAt): what an outside observer counts as
+ * Ollama's own time.
+ *
  *   const ollama = await startFakeOllama({ installed: ["qwen2.5:3b"], gpuDir, unloadLingerMs: 200 });
  *   setCard(gpuDir, CARDS["12GB"]);
  *   await startFakeOllama({ gpuDir, modelSizes: { "qwen2.5:3b": 2_500_000_000 } });
  *   ollama.url; ollama.stats.unload; ollama.requests; await ollama.setFault({ kind: "down" }); await ollama.close();
  */
 import http from "node:http";
+import { performance } from "node:perf_hooks";
 import type { AddressInfo, Socket } from "node:net";
 import { claim, claims, llmHolder, readCard, recordViolation, release, runningDiffusions, setResidentModels } from "./fake-gpu.mjs";
 import { defaultResponder, type Responder, type ResponderRequest } from "./ollama/default-responder.js";
@@ -78,7 +85,18 @@ export interface FaultScope {
   times?: number;
 }
 
+/** How long a strict double keeps an unloaded model in /api/ps (REFERENCE.md §2: a few hundred ms). */
+export const STRICT_UNLOAD_LINGER_MS = 200;
+
 export interface FakeOllamaOptions {
+  /**
+   * Take none of the double's shortcuts around an unload, like Ollama's scheduler
+   * (server/sched.go): the unload call only marks the runner expired; the runner stays in
+   * /api/ps until it has been stopped (`unloadLingerMs`, default STRICT_UNLOAD_LINGER_MS
+   * here) and is dropped from it the moment it has; a request for a model that is being
+   * unloaded waits until it is gone and then loads it anew, instead of taking it over.
+   */
+  strict?: boolean;
   /** Installed models (names without a tag mean `:latest`). Default ["qwen2.5:3b"]. */
   installed?: (string | InstalledModel)[];
   /** Models already loaded when the server starts (keep_alive forever). */
@@ -89,7 +107,7 @@ export interface FakeOllamaOptions {
   modelSizes?: Record<string, number>;
   /** The pid the fake nvidia-smi lists for the runner holding a model's VRAM. Default this process's pid. */
   runnerPid?: number;
-  /** How long /api/ps keeps listing a model after an unload (or expiry). Default 0. */
+  /** How long /api/ps keeps listing a model after an unload (or expiry). Default 0 (strict: 200). */
   unloadLingerMs?: number;
   /** An unloaded model never leaves /api/ps. */
   unloadNeverCompletes?: boolean;
@@ -120,6 +138,12 @@ export interface RecordedRequest {
   at: number;
   /** When the answer to a chat, generate, load or unload call was sent in full (a load: when the model was in). */
   answeredAt?: number;
+  /** When the request reached the double, on the shared clock (performance.timeOrigin + now, ms). */
+  receivedAt: number;
+  /** When its answer was sent in full or the exchange ended, on the same clock. */
+  finishedAt?: number;
+  /** An unload: when its model left /api/ps, on the same clock (unset while it lingers). */
+  goneAt?: number;
 }
 
 export type FakeOllamaStats = Record<RequestKind, number> & {
@@ -160,6 +184,10 @@ interface LoadedModel {
   inFlight: number;
   /** Bytes on the GPU (ps `size_vram`): the model's sizeVram, or what the card had free. */
   vramBytes: number;
+  /** Unload requests answered while it lingers: their goneAt is set when it leaves /api/ps. */
+  unloadRequests: RecordedRequest[];
+  /** Strict: requests waiting for it to be gone before they load it anew. */
+  whenGone: (() => void)[];
 }
 
 const DEFAULT_SIZE = 2_500_000_000;
@@ -193,6 +221,8 @@ class FakeOllamaServer implements FakeOllama {
   private readonly hanging = new Set<http.ServerResponse>();
   /** Claims of models that left /api/ps, released after vramReleaseLagMs. */
   private readonly lagging = new Map<string, NodeJS.Timeout>();
+  /** When each request arrived (the 'request' event), for RecordedRequest.receivedAt. */
+  private readonly arrivals = new WeakMap<http.ServerResponse, number>();
   private readonly server: http.Server;
   private responder: Responder;
   private timing: Required<Pick<FakeOllamaOptions, "unloadLingerMs" | "unloadNeverCompletes" | "loadMs" | "chatDelayMs" | "chunkDelayMs" | "vramReleaseLagMs">>;
@@ -210,7 +240,7 @@ class FakeOllamaServer implements FakeOllama {
     }
     this.responder = options.responder ?? defaultResponder;
     this.timing = {
-      unloadLingerMs: options.unloadLingerMs ?? 0,
+      unloadLingerMs: options.unloadLingerMs ?? (options.strict ? STRICT_UNLOAD_LINGER_MS : 0),
       unloadNeverCompletes: options.unloadNeverCompletes ?? false,
       vramReleaseLagMs: options.vramReleaseLagMs ?? 0,
       loadMs: options.loadMs ?? 0,
@@ -218,6 +248,7 @@ class FakeOllamaServer implements FakeOllama {
       chunkDelayMs: options.chunkDelayMs ?? 0,
     };
     this.server = http.createServer((req, res) => {
+      this.arrivals.set(res, epochNow());
       this.handle(req, res).catch((err: unknown) => {
         if (!res.headersSent) sendJson(res, 500, { error: err instanceof Error ? err.message : String(err) });
         else res.destroy();
@@ -288,9 +319,11 @@ class FakeOllamaServer implements FakeOllama {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const model of this.loaded.values()) clearTimers(model);
+    const models = [...this.loaded.values()];
+    for (const model of models) clearTimers(model);
     this.releaseAll();
     this.syncGpu();
+    for (const model of models) this.gone(model);
     if (!this.down) await this.stopListening();
   }
 
@@ -301,9 +334,11 @@ class FakeOllamaServer implements FakeOllama {
     this.down = true;
     await this.stopListening();
     // A stopped Ollama holds no VRAM.
-    for (const model of this.loaded.values()) clearTimers(model);
+    const models = [...this.loaded.values()];
+    for (const model of models) clearTimers(model);
     this.releaseAll();
     this.syncGpu();
+    for (const model of models) this.gone(model);
   }
 
   private async comeUp(): Promise<void> {
@@ -328,14 +363,14 @@ class FakeOllamaServer implements FakeOllama {
     const method = req.method ?? "GET";
     const path = new URL(req.url ?? "/", "http://x").pathname;
     // Before the body is read here: a blob upload is hashed as it streams (ollama/native-routes.ts).
-    if (isNativeRoute(method, path)) return this.native.serve(req, res, { method, path, ollamaUrl: this.url, record: (m, p, b) => this.record("other", m, p, b) });
+    if (isNativeRoute(method, path)) return this.native.serve(req, res, { method, path, ollamaUrl: this.url, record: (m, p, b) => this.record(res, "other", m, p, b) });
     const raw = method === "POST" || method === "DELETE" ? await readBody(req) : "";
     // Ollama's OpenAI-compatible API: rewritten into the native calls below (ollama/openai-routes.ts).
     if (isOpenAiRoute(method, path)) return serveOpenAiRoute(res, { method, path, raw, ollamaUrl: this.url });
 
     if (method === "GET" || method === "HEAD") {
       const kind: RequestKind = path === "/" ? "root" : path === "/api/ps" ? "ps" : path === "/api/tags" ? "tags" : path === "/api/version" ? "version" : "other";
-      this.record(kind, method, path, undefined);
+      this.record(res, kind, method, path, undefined);
       if (await this.applyFault(kind, res)) return;
       if (kind === "root") return sendText(res, 200, "Ollama is running", method === "HEAD");
       if (kind === "ps") return sendJson(res, 200, { models: this.psModels() });
@@ -344,7 +379,7 @@ class FakeOllamaServer implements FakeOllama {
       return sendText(res, 404, "404 page not found");
     }
     if (method !== "POST" || !["/api/chat", "/api/generate", "/api/show"].includes(path)) {
-      this.record("other", method, path, undefined);
+      this.record(res, "other", method, path, undefined);
       return sendText(res, 404, "404 page not found");
     }
 
@@ -355,12 +390,12 @@ class FakeOllamaServer implements FakeOllama {
       if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) throw new HttpError(400, "invalid request body");
       body = parsed as Record<string, unknown>;
     } catch (err) {
-      this.record("other", method, path, undefined);
+      this.record(res, "other", method, path, undefined);
       return sendJson(res, 400, { error: err instanceof HttpError ? err.message : `invalid character in request body: ${String(err)}` });
     }
 
     if (path === "/api/show") {
-      this.record("show", method, path, body);
+      this.record(res, "show", method, path, body);
       if (await this.applyFault("show", res)) return;
       const name = normalize(String(body.model ?? body.name ?? ""));
       const model = this.installed.get(name);
@@ -375,11 +410,11 @@ class FakeOllamaServer implements FakeOllama {
     try {
       keepAliveMs = parseKeepAlive(body.keep_alive);
     } catch (err) {
-      this.record(endpoint, method, path, body);
+      this.record(res, endpoint, method, path, body);
       return sendJson(res, 400, { error: (err as Error).message });
     }
     const kind: RequestKind = empty ? (keepAliveMs === 0 ? "unload" : "load") : endpoint;
-    const recorded = this.record(kind, method, path, body);
+    const recorded = this.record(res, kind, method, path, body);
     res.once("finish", () => (recorded.answeredAt = Date.now()));
     if (await this.applyFault(kind, res)) return;
 
@@ -391,6 +426,9 @@ class FakeOllamaServer implements FakeOllama {
 
     if (kind === "unload") {
       this.expire(name);
+      const lingering = this.loaded.get(name);
+      if (lingering?.unloadingSince !== undefined) lingering.unloadRequests.push(recorded);
+      else if (!lingering) recorded.goneAt = epochNow();
       return sendJson(res, 200, this.frame(endpoint, requested, "", { done: true, done_reason: "unload" }));
     }
     if (body.think === true && !model.thinking) return sendJson(res, 400, { error: `"${requested}" does not support thinking` });
@@ -401,6 +439,9 @@ class FakeOllamaServer implements FakeOllama {
     const options = isRecord(body.options) ? body.options : undefined;
     const numCtx = typeof options?.num_ctx === "number" ? options.num_ctx : undefined;
     this.checkGpuFree(kind, name);
+    // Ollama queues a request for a runner being stopped until it is gone, then loads anew.
+    if (this.options.strict) await this.untilGone(name);
+    if (res.destroyed) return;
     const started = process.hrtime.bigint();
     const entry = this.acquire(name, numCtx, kind);
     try {
@@ -512,10 +553,16 @@ class FakeOllamaServer implements FakeOllama {
     return { model, created_at, message: { role: "assistant", content, ...messageExtra }, ...fields };
   }
 
-  private record(kind: RequestKind, method: string, path: string, body: Record<string, unknown> | undefined): RecordedRequest {
+  private record(res: http.ServerResponse, kind: RequestKind, method: string, path: string, body: Record<string, unknown> | undefined): RecordedRequest {
     this.stats[kind] += 1;
-    const recorded: RecordedRequest = { kind, method, path, body, at: Date.now() };
+    const recorded: RecordedRequest = { kind, method, path, body, at: Date.now(), receivedAt: this.arrivals.get(res) ?? epochNow() };
     this.requests.push(recorded);
+    const finished = () => (recorded.finishedAt ??= epochNow());
+    if (res.writableFinished || res.destroyed) finished();
+    else {
+      res.once("finish", finished);
+      res.once("close", finished);
+    }
     return recorded;
   }
 
@@ -601,7 +648,11 @@ class FakeOllamaServer implements FakeOllama {
 
   private loadIntoVram(name: string, numCtx: number | undefined, why: string): LoadedModel {
     const old = this.loaded.get(name);
-    if (old) clearTimers(old);
+    if (old) {
+      clearTimers(old);
+      // Taken over before it was gone (preload, or a request without `strict`): nobody waits any more.
+      for (const resume of old.whenGone.splice(0)) resume();
+    }
     const entry: LoadedModel = {
       name,
       numCtx,
@@ -611,6 +662,8 @@ class FakeOllamaServer implements FakeOllama {
       expiryTimer: undefined,
       inFlight: 0,
       vramBytes: this.installed.get(name)?.sizeVram ?? DEFAULT_SIZE,
+      unloadRequests: [],
+      whenGone: [],
     };
     this.loaded.set(name, entry);
     this.stats.modelLoads += 1;
@@ -717,6 +770,21 @@ class FakeOllamaServer implements FakeOllama {
     this.loaded.delete(name);
     this.releaseVram(name);
     this.syncGpu();
+    this.gone(entry);
+  }
+
+  /** The model left /api/ps: its unloads are done, and whoever waited for it may load it. */
+  private gone(entry: LoadedModel): void {
+    const at = epochNow();
+    for (const request of entry.unloadRequests.splice(0)) request.goneAt ??= at;
+    for (const resume of entry.whenGone.splice(0)) resume();
+  }
+
+  /** Resolves once `name` is not being unloaded (at once when it is loaded or absent). */
+  private untilGone(name: string): Promise<void> {
+    const entry = this.loaded.get(name);
+    if (entry?.unloadingSince === undefined) return Promise.resolve();
+    return new Promise((resolve) => entry.whenGone.push(resolve));
   }
 
   private syncGpu(): void {
@@ -750,6 +818,11 @@ class FakeOllamaServer implements FakeOllama {
       details: details(model),
     }));
   }
+}
+
+/** The clock every process can share: performance.timeOrigin + now(), in ms since the epoch. */
+function epochNow(): number {
+  return performance.timeOrigin + performance.now();
 }
 
 function emptyStats(): FakeOllamaStats {

@@ -35,6 +35,11 @@
  *                             never inside a bar). Still writes the image and exits 0.
  *   FAKE_SD_TIMESTAMPS=file   after each sampling-step bar write, append
  *                             {"step":s,"image":i,"at":<performance.timeOrigin+now, ms>} (i from 1).
+ *   FAKE_SD_LIFETIME=file     when the process ends (exit, error, crash, a handled signal), append
+ *                             {"pid":p,"startedAt":t0,"mainAt":t1,"exitedAt":t2} on the same clock:
+ *                             t0 = performance.timeOrigin (the process start, before Node boots),
+ *                             t1 = when this script began to run, t2 = the moment it leaves. An
+ *                             outside observer subtracts t2 - t0 as the process's own wall time.
  *   FAKE_GPU_DIR=dir          the simulated GPU shared with the fake Ollama (tests/fakes/fake-gpu.mjs):
  *                             recordSpawn once the arguments are valid, and hold the GPU marker
  *                             until the process ends (exit, error, crash, SIGTERM/SIGINT/SIGHUP: the
@@ -101,6 +106,7 @@ const HANG_AT_STEP = stepKnob("FAKE_SD_HANG_AT_STEP");
 const OOM = env.FAKE_SD_OOM === "1" || env.FAKE_SD_OOM === "true";
 const GARBAGE = env.FAKE_SD_GARBAGE === "1" || env.FAKE_SD_GARBAGE === "true";
 const TIMESTAMPS = env.FAKE_SD_TIMESTAMPS || undefined;
+const LIFETIME = env.FAKE_SD_LIFETIME || undefined;
 const GPU_DIR = env.FAKE_GPU_DIR || undefined;
 const VRAM_MIB = env.FAKE_SD_VRAM_MIB || undefined;
 const HELP_PATH = env.FAKE_SD_HELP_PATH || DEFAULT_HELP_PATH;
@@ -108,6 +114,22 @@ const HELP_PATH = env.FAKE_SD_HELP_PATH || DEFAULT_HELP_PATH;
 // ---------------------------------------------------------------------------------------------
 // process lifecycle: the simulated GPU marker goes away on every way out
 // ---------------------------------------------------------------------------------------------
+
+/** When this script began to run: what Node's boot took is startedAt..mainAt. */
+const MAIN_AT = performance.timeOrigin + performance.now();
+let lifetimeNoted = false;
+/** FAKE_SD_LIFETIME: the process's own start and end, written once, on every way out. */
+function noteLifetime() {
+  if (!LIFETIME || lifetimeNoted) return;
+  lifetimeNoted = true;
+  const line = { pid: process.pid, startedAt: performance.timeOrigin, mainAt: MAIN_AT, exitedAt: performance.timeOrigin + performance.now() };
+  try {
+    fs.appendFileSync(LIFETIME, `${JSON.stringify(line)}\n`);
+  } catch {
+    // the test may already have removed the directory
+  }
+}
+process.on("exit", noteLifetime);
 
 let holdsGpu = false;
 let claimsVram = false;
@@ -140,6 +162,7 @@ function exitWith(code) {
 /** Death by SIGABRT, like abort(3). @returns {never} */
 function abortProcess() {
   releaseGpu();
+  noteLifetime();
   process.kill(process.pid, "SIGABRT");
   for (;;) sleepSync(1000);
 }
@@ -151,6 +174,7 @@ if (GPU_DIR) {
   for (const signal of /** @type {const} */ (["SIGTERM", "SIGINT", "SIGHUP"])) {
     process.once(signal, () => {
       releaseGpu();
+      noteLifetime();
       process.kill(process.pid, signal);
     });
   }

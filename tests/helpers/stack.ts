@@ -51,8 +51,9 @@ export const FAST_SD_ENV: Readonly<Record<string, string>> = {
 
 /**
  * `test` (default): short LLM timeouts (UNLOAD_TIMEOUT_S=2, REFINE_TIMEOUT_S=3) and a fast
- * /api/ps poll (10 ms doubling to 50 ms). `product`: the product's own timeouts and poll
- * (50 ms doubling to 100 ms), for what measures or depends on them (benches, the invariant).
+ * /api/ps back-off (10 ms doubling to 50 ms, after the product's 3 ms polls of the first
+ * half second). `product`: the product's own timeouts and poll (src/llm/unload-poll.ts), for
+ * what measures or depends on them (benches, the invariant).
  */
 export type StackTiming = "test" | "product";
 

@@ -8,8 +8,8 @@ import type { DiffugenStateUpdate, DiffugenStateValue, GeneratedImage } from "..
 /**
  * diffuse: run sd.cpp (a fresh sd-cli, or the burst's sd-server: SD_BACKEND) with the
  * refined prompt while holding the GPU, streaming its real progress. The lease is given
- * back on every way out, so the LLM reload starts as soon as the image is saved; `reload`
- * reports it.
+ * back on every way out, as soon as sd.cpp is done, so the LLM reload starts while the
+ * images are announced; `reload` reports it.
  */
 export async function diffuse(state: DiffugenStateValue, runtime: NodeRuntime): Promise<DiffugenStateUpdate> {
   const kit = nodeKit("diffuse", state, runtime);
@@ -45,6 +45,9 @@ export async function diffuse(state: DiffugenStateValue, runtime: NodeRuntime): 
       await retryWithWholeGpu(kit, state, runtime);
       result = await draw();
     }
+    // sd.cpp is done with the GPU (sd-cli has exited; a kept sd-server is idle, and goes
+    // before any reload): the LLM's reload may start while the images are announced.
+    void kit.lease.release();
     const images: GeneratedImage[] = result.images.map((image) => ({
       path: image.path,
       seed: image.seed,
@@ -52,7 +55,7 @@ export async function diffuse(state: DiffugenStateValue, runtime: NodeRuntime): 
       height: image.height,
       index: image.index,
     }));
-    // Each image goes out now, before the LLM reload: a client never waits for Ollama.
+    // Each image goes out now, the reload under way beside it: a client never waits for Ollama.
     for (const image of images) {
       kit.emit({
         kind: "image",

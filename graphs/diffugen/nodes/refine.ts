@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { resolveGenerationParams, withPrompt, type GenerationParams } from "../../../src/diffusion/index.js";
 import { isBackgroundTask, type ChatDecision, type RefinedPrompt, type RefineInput } from "../../../src/llm/index.js";
 import type { ModelEntry } from "../../../src/models/index.js";
+import { requestDiffusion } from "../diffusion-request.js";
 import { withLlm } from "../llm-lease.js";
 import { nodeKit, type NodeKit, type NodeRuntime } from "../node-kit.js";
 import { drawingWith, seconds, status, warning } from "../progress.js";
@@ -12,6 +13,10 @@ import type { DiffugenStateUpdate, DiffugenStateValue } from "../state.js";
  * drawing and replying (chat mode). A reply keeps the LLM lease for `reply`, which writes
  * the words. A client's background task (OpenWebUI's title, tags...) is answered in words
  * without asking: it quotes the conversation, whose "draw a red fox" is no request to draw.
+ *
+ * Once it knows the run will draw (the prompt checked), it asks the GPU scheduler for the
+ * diffusion phase at once (../diffusion-request.ts): the LLM starts leaving VRAM while LangGraph
+ * moves on to `unload`, which waits for the grant.
  *
  * A run started through the job runner comes with its parameters resolved at admission
  * (in its run context); a run without them (LangGraph Studio's) is checked here, before
@@ -60,6 +65,8 @@ export async function refine(state: DiffugenStateValue, runtime: NodeRuntime): P
 
   if (state.mode === "image" && !state.refinePrompt) {
     const refined = { prompt: params.prompt, negativePrompt: params.negativePrompt, fellBack: false };
+    // First: the unload's requests go out before the events' bookkeeping (SQLite, streams).
+    requestDiffusion(kit, { model: entry.name, params });
     kit.emit({ ...status("refining", "Using the prompt as written", 1), kind: "refined", ...refined });
     kit.emit(drawingWith(entry.name, params));
     return { ...fresh, intent: "draw", refined, model: entry.name, params, timings: kit.timed() };
@@ -107,6 +114,8 @@ function drawWith(
     return { ...fresh, ...kit.fail(err), warnings };
   }
   const refined = { prompt: params.prompt, negativePrompt: params.negativePrompt, fellBack: answer.fellBack, warning: answer.warning };
+  // First: the unload's requests go out before the events' bookkeeping (SQLite, streams).
+  requestDiffusion(kit, { model: entry.name, params });
   kit.emit({
     ...status("refining", answer.fellBack ? "Using your prompt as written" : `Prompt refined in ${seconds(answer.durationMs)}`, 1),
     kind: "refined",

@@ -109,6 +109,51 @@ describe("fake Ollama: load, unload and /api/ps", () => {
     expect(fake.stats).toMatchObject({ load: 1, unload: 1, ps: 3, modelLoads: 1 });
   });
 
+  it("strict: keeps an unloaded model in /api/ps for 200 ms by default, and notes when it left", async () => {
+    const { fake, client } = await start({ strict: true, resident: ["qwen2.5:3b"] });
+    await client.chat({ model: "qwen2.5:3b", messages: [], keep_alive: 0 });
+    const listed = await client.ps();
+    expect(listed.models.map((m) => m.name)).toEqual(["qwen2.5:3b"]);
+    // Ollama sets expires_at to the moment it accepted the unload.
+    expect(Date.parse(String(listed.models[0]!.expires_at))).toBeLessThanOrEqual(Date.now());
+    const unload = fake.requests.find((r) => r.kind === "unload")!;
+    expect(unload.goneAt).toBeUndefined();
+    await sleep(260);
+    expect((await client.ps()).models).toEqual([]);
+    expect(unload.goneAt! - unload.receivedAt).toBeGreaterThanOrEqual(195);
+    expect(unload.goneAt! - unload.receivedAt).toBeLessThan(260);
+  });
+
+  it("strict: a request for a model being unloaded waits until it is gone, then loads it anew", async () => {
+    const { fake, client } = await start({ strict: true, unloadLingerMs: 150, resident: ["qwen2.5:3b"] });
+    fake.resetStats();
+    await client.chat({ model: "qwen2.5:3b", messages: [], keep_alive: 0 });
+    const reply = await client.chat({ model: "qwen2.5:3b", messages: [{ role: "user", content: "hi" }] });
+    expect(reply.done).toBe(true);
+    const [unload, chat] = fake.requests.filter((r) => r.kind === "unload" || r.kind === "chat");
+    expect(chat!.finishedAt!).toBeGreaterThanOrEqual(unload!.goneAt!);
+    expect(fake.stats.modelLoads).toBe(1);
+    expect(fake.listed()).toEqual(["qwen2.5:3b"]);
+  });
+
+  it("notes each request's own time on the shared clock (arrival → answer sent)", async () => {
+    const { fake, client } = await start({ chatDelayMs: 80, resident: ["qwen2.5:3b"] });
+    const before = performance.timeOrigin + performance.now();
+    await client.chat({ model: "qwen2.5:3b", messages: [{ role: "user", content: "hi" }] });
+    await client.ps();
+    const after = performance.timeOrigin + performance.now();
+    const [chat, ps] = fake.requests;
+    expect(chat!.receivedAt).toBeGreaterThanOrEqual(before);
+    expect(chat!.finishedAt! - chat!.receivedAt).toBeGreaterThanOrEqual(79);
+    expect(ps!.receivedAt).toBeGreaterThanOrEqual(chat!.finishedAt!);
+    expect(ps!.finishedAt!).toBeLessThanOrEqual(after);
+    // Linger 0: the unload is gone the moment it is answered.
+    await client.chat({ model: "qwen2.5:3b", messages: [], keep_alive: 0 });
+    const unload = fake.requests.at(-1)!;
+    expect(unload.goneAt).toBeDefined();
+    expect(unload.goneAt!).toBeLessThanOrEqual(unload.finishedAt!);
+  });
+
   it("answers unload of a model that is not loaded with 200 unload", async () => {
     const { client } = await start();
     expect((await client.chat({ model: "qwen2.5:3b", messages: [], keep_alive: 0 })).done_reason).toBe("unload");

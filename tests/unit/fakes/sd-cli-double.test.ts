@@ -375,6 +375,41 @@ describe("sd-cli double: generation", () => {
     for (const l of lines) expect(l.at > before && l.at < after).toBe(true);
     expect(lines.every((l, i) => i === 0 || l.at >= (lines[i - 1]?.at ?? 0))).toBe(true);
   });
+
+  it("FAKE_SD_LIFETIME: its own process start (before Node boots) and exit, inside what the parent sees", async () => {
+    const cwd = workDir();
+    const file = path.join(cwd, "lifetime.jsonl");
+    const spawnedAt = performance.timeOrigin + performance.now();
+    const p = start(["-m", "models/sd1-random.safetensors", "--steps", "2", "-W", "64", "-H", "64"], { cwd, env: { FAKE_SD_LIFETIME: file } });
+    const exitEventAt = new Promise<number>((resolve) => p.child.once("exit", () => resolve(performance.timeOrigin + performance.now())));
+    const r = await p.done;
+    const exitAt = await exitEventAt;
+    expect(r.code).toBe(0);
+    const lines = fs.readFileSync(file, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { pid: number; startedAt: number; mainAt: number; exitedAt: number });
+    expect(lines).toHaveLength(1);
+    const life = lines[0]!;
+    expect(life.pid).toBe(p.child.pid);
+    expect(life.startedAt).toBeGreaterThan(spawnedAt);
+    expect(life.startedAt).toBeLessThan(life.mainAt);
+    expect(life.mainAt).toBeLessThan(life.exitedAt);
+    expect(life.exitedAt).toBeLessThan(exitAt);
+  });
+
+  it("FAKE_SD_LIFETIME: also written when a signal ends it", async () => {
+    const cwd = workDir();
+    const gpu = tempDir();
+    const file = path.join(cwd, "lifetime.jsonl");
+    const p = start(["-m", "models/sd1-random.safetensors", "--steps", "50", "-W", "64", "-H", "64"], {
+      cwd,
+      env: { FAKE_SD_LIFETIME: file, FAKE_GPU_DIR: gpu, FAKE_SD_STEP_MS: "40" },
+    });
+    await p.waitForStdout("|");
+    p.child.kill("SIGTERM");
+    const r = await p.done;
+    expect(r.signal).toBe("SIGTERM");
+    const life = JSON.parse(fs.readFileSync(file, "utf8").trim()) as { pid: number; exitedAt: number };
+    expect(life.pid).toBe(p.child.pid);
+  });
 });
 
 describe("sd-cli double: failure modes", () => {

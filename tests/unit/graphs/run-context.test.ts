@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { DiffugenDeps } from "../../../graphs/diffugen/dependencies.js";
 import { createRunContext, isRunContext, LeaseSlot } from "../../../graphs/diffugen/run-context.js";
-import { GrantedLease, type ReleaseOutcome } from "../../../src/gpu/gpu-lease.js";
+import type { GpuEventListener } from "../../../src/gpu/gpu-events.js";
+import { GrantedLease, type GpuLease, type ReleaseOutcome } from "../../../src/gpu/gpu-lease.js";
 
 /**
  * The diffusion lease spans three nodes (unload takes it, diffuse uses and gives it back,
@@ -65,6 +66,84 @@ describe("LeaseSlot", () => {
 
   it("diffuse without a lease finds none to claim", () => {
     expect(new LeaseSlot(new AbortController().signal).claim()).toBeUndefined();
+  });
+});
+
+describe("LeaseSlot.requestEarly (refine asks, unload waits)", () => {
+  /** An acquire the test answers by hand, with the scheduler's event sink it was given. */
+  function manualAcquire() {
+    const calls: { onEvent: GpuEventListener; grant(lease: GpuLease): void; fail(err: Error): void }[] = [];
+    const acquire = (onEvent: GpuEventListener) =>
+      new Promise<GpuLease>((grant, fail) => {
+        calls.push({ onEvent, grant, fail });
+      });
+    return { acquire, calls };
+  }
+
+  it("asks at once; the grant is held as it comes; the waiter hears every event, in order, then gets the lease", async () => {
+    const slot = new LeaseSlot(new AbortController().signal);
+    const { acquire, calls } = manualAcquire();
+    slot.requestEarly(acquire);
+    expect(calls).toHaveLength(1);
+    calls[0]!.onEvent({ type: "queued", phase: "diffusion", position: 1, ahead: 0 });
+    calls[0]!.onEvent({ type: "unloading_llm" });
+    const lease = countedLease();
+    calls[0]!.grant(lease);
+    await new Promise((r) => setImmediate(r));
+    expect(slot.holding).toBe(true);
+
+    const heard: string[] = [];
+    const early = slot.takeEarly()!;
+    expect(slot.takeEarly()).toBeUndefined();
+    const granted = early.granted((event) => heard.push(event.type));
+    expect(heard).toEqual(["queued", "unloading_llm"]);
+    expect(await granted).toBe(lease);
+    expect(slot.claim()).toBe(lease);
+  });
+
+  it("events after the waiter listens go straight to it", async () => {
+    const slot = new LeaseSlot(new AbortController().signal);
+    const { acquire, calls } = manualAcquire();
+    slot.requestEarly(acquire);
+    const heard: string[] = [];
+    const granted = slot.takeEarly()!.granted((event) => heard.push(event.type));
+    calls[0]!.onEvent({ type: "unloading_llm" });
+    calls[0]!.onEvent({ type: "llm_unloaded", durationMs: 200, models: ["qwen2.5:3b"], reachable: true });
+    calls[0]!.grant(countedLease());
+    await granted;
+    expect(heard).toEqual(["unloading_llm", "llm_unloaded"]);
+  });
+
+  it("a run aborted before unload waits still gives a lease granted later back at once", async () => {
+    const run = new AbortController();
+    const slot = new LeaseSlot(run.signal);
+    const { acquire, calls } = manualAcquire();
+    slot.requestEarly(acquire);
+    run.abort(new Error("client went away"));
+    const lease = countedLease();
+    calls[0]!.grant(lease);
+    await new Promise((r) => setImmediate(r));
+    expect(lease.released).toBe(true);
+    expect(slot.holding).toBe(false);
+  });
+
+  it("a refused acquire rejects the waiter with the scheduler's error, and nothing is left unhandled", async () => {
+    const slot = new LeaseSlot(new AbortController().signal);
+    const { acquire, calls } = manualAcquire();
+    slot.requestEarly(acquire);
+    calls[0]!.fail(new Error("the LLM would not leave VRAM"));
+    // Nobody waits yet: no unhandled rejection (vitest fails the run on one).
+    await new Promise((r) => setImmediate(r));
+    await expect(slot.takeEarly()!.granted(() => undefined)).rejects.toThrow("the LLM would not leave VRAM");
+    expect(slot.holding).toBe(false);
+  });
+
+  it("an acquire that throws at once counts as refused", async () => {
+    const slot = new LeaseSlot(new AbortController().signal);
+    slot.requestEarly(() => {
+      throw new Error("queue full");
+    });
+    await expect(slot.takeEarly()!.granted(() => undefined)).rejects.toThrow("queue full");
   });
 });
 

@@ -130,6 +130,71 @@ describe("OllamaResidency.unloadAll", () => {
   });
 });
 
+describe("OllamaResidency.unloadAll: the /api/ps poll (issue 14)", () => {
+  const epochNow = () => performance.timeOrigin + performance.now();
+
+  it("sees the model gone within a few ms of Ollama dropping it from /api/ps (strict double)", async () => {
+    // Lingers that fall between the polls of a 50 ms → 100 ms back-off (seen 45-95 ms late there).
+    const lateMs: number[] = [];
+    for (const lingerMs of [160, 210, 270]) {
+      const fake = await fakeOllama({ strict: true, unloadLingerMs: lingerMs, resident: ["qwen2.5:3b"] });
+      await residency(llmConfig(fake.url)).unloadAll();
+      const confirmedAt = epochNow();
+      const unload = fake.requests.find((r) => r.kind === "unload")!;
+      expect(unload.goneAt).toBeDefined();
+      lateMs.push(confirmedAt - unload.goneAt!);
+      await fake.close();
+    }
+    lateMs.sort((a, b) => a - b);
+    expect(lateMs[1]).toBeLessThan(15);
+  });
+
+  it("backs off when the unload takes long: polls spread out after the first half second instead of hammering Ollama", async () => {
+    const fake = await fakeOllama({ strict: true, unloadLingerMs: 2_500, resident: ["qwen2.5:3b"] });
+    const report = await residency(llmConfig(fake.url, { unloadTimeoutMs: 10_000 })).unloadAll();
+    const confirmedAt = epochNow();
+    expect(report.unloaded).toEqual(["qwen2.5:3b"]);
+    const unload = fake.requests.find((r) => r.kind === "unload")!;
+    const polls = fake.requests.filter((r) => r.kind === "ps" && r.receivedAt > unload.receivedAt).map((r) => r.receivedAt - unload.receivedAt);
+    const gaps = polls.slice(1).map((at, i) => at - polls[i]!);
+    // Never more often than every few ms, even while the drop is expected.
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(2.5);
+    // Once the drop is overdue (0.5 s), the pause is 50 ms, then 100 ms.
+    const late = polls.filter((at) => at > 600);
+    const lateGaps = late.slice(1).map((at, i) => at - late[i]!);
+    expect(Math.min(...lateGaps)).toBeGreaterThanOrEqual(45);
+    expect(late.length).toBeLessThanOrEqual(25);
+    expect(polls.length).toBeLessThanOrEqual(500 / 2.5 + 25);
+    // The last poll, after the back-off, still sees the drop within one pause.
+    expect(confirmedAt - unload.goneAt!).toBeLessThan(120);
+  });
+
+  it("pollFastForMs 0 is the back-off alone (what benches compare against)", async () => {
+    const fake = await fakeOllama({ strict: true, unloadLingerMs: 300, resident: ["qwen2.5:3b"] });
+    await residency(llmConfig(fake.url), { pollFastForMs: 0 }).unloadAll();
+    // 0 ms, then 50, 100, 100: polls at ~0, 50, 150, 250, 350.
+    expect(fake.stats.ps).toBeLessThanOrEqual(7);
+  });
+
+  it("with nvidia-smi, still waits for free VRAM to stop rising after /api/ps is empty", async () => {
+    const fake = await fakeOllama({ strict: true, unloadLingerMs: 50, resident: ["qwen2.5:3b"] });
+    // Free VRAM as the driver reports it after the runner is gone: rising, then steady.
+    const counter = path.join(tmp, "smi-calls");
+    const smi = path.join(tmp, "nvidia-smi");
+    fs.writeFileSync(
+      smi,
+      `#!/bin/sh\nn=$(cat "${counter}" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "${counter}"\n` +
+        `case $n in 1) echo 3000;; 2) echo 5000;; 3) echo 7400;; *) echo 7410;; esac\n`,
+      { mode: 0o755 },
+    );
+    const report = await residency(llmConfig(fake.url, { nvidiaSmi: smi })).unloadAll();
+    expect(report.freeVramMiB).toBe(7410);
+    expect(Number(fs.readFileSync(counter, "utf8"))).toBe(4);
+    // Three 100 ms steps of the settle wait, on top of the unload itself.
+    expect(report.durationMs).toBeGreaterThanOrEqual(50 + 300);
+  });
+});
+
 describe("OllamaResidency.reload", () => {
   it("loads the configured model with keep_alive and num_ctx, and finds it fully on the GPU", async () => {
     const fake = await fakeOllama();
