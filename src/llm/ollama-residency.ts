@@ -81,6 +81,12 @@ export class OllamaResidency implements LlmResidency {
    * nothing then (the reload failed, or Ollama restarted) keeps the note, not an empty one.
    */
   private restorePending = false;
+  /**
+   * The configured LLM is in VRAM as far as we know: our reload put it there and no unload
+   * of ours has begun since. Then the next unload sends its unload call at once (see
+   * unloadAllNow), and it is restored after the burst even if /api/ps no longer showed it.
+   */
+  private configuredLoaded = false;
   private readonly probe: OllamaProbe;
   private readonly logger: LlmLogger;
   private readonly requestTimeoutMs: number;
@@ -135,11 +141,14 @@ export class OllamaResidency implements LlmResidency {
     const deadline = started + this.llm.unloadTimeoutMs;
     const remaining = () => deadline - Date.now();
 
-    // The configured LLM is nearly always the model to move out (the refinement that just
-    // ran used it), so its unload goes out now, beside the listing, not one round trip and
-    // the run's bookkeeping after it. Unloading a model that is not loaded is a no-op that
-    // answers 200 (REFERENCE.md); the listing alone says what is waited for and restored.
-    const earlyUnload = this.sendUnload(this.llm.model, signal, Math.min(this.requestTimeoutMs, Math.max(remaining(), 250)));
+    // The LLM we loaded back after the last burst is nearly always the model to move out
+    // (the refinement that just ran used it): its unload goes out now, beside the listing,
+    // not one round trip and the run's bookkeeping after it. The listing may then already
+    // show it expiring, or not at all; it counts as held before either way.
+    const earlyUnload = this.configuredLoaded
+      ? this.sendUnload(this.llm.model, signal, Math.min(this.requestTimeoutMs, Math.max(remaining(), 250)))
+      : undefined;
+    this.configuredLoaded = false;
 
     let listed: ResidentModel[];
     try {
@@ -158,6 +167,8 @@ export class OllamaResidency implements LlmResidency {
       this.noteHeldBefore([], started);
       return { reachable: false, unloaded: [], durationMs: Date.now() - started, freeVramMiB: await this.probe.freeVramMiB(signal) };
     }
+    const early = earlyUnload && (await earlyUnload).acceptedAt;
+    if (early !== undefined) listed = withConfiguredLlm(listed, this.llm.model);
     this.noteHeldBefore(listed, started);
     if (listed.length === 0) {
       return { reachable: true, unloaded: [], durationMs: Date.now() - started, freeVramMiB: await this.probe.freeVramMiB(signal) };
@@ -173,13 +184,6 @@ export class OllamaResidency implements LlmResidency {
       if (sent.acceptedAt !== undefined) unloadAcceptedAt.set(model, sent.acceptedAt);
       else this.logger.warn(`unload of ${model} failed (${describeCause(sent.error)}); will retry`);
     };
-    /** The configured LLM's unload, sent before the listing: adopted if it went through, else asked again. */
-    const adoptEarlyUnload = async (model: string) => {
-      const sent = await earlyUnload;
-      if (sent.acceptedAt === undefined) return requestUnload(model);
-      targets.add(model);
-      unloadAcceptedAt.set(model, sent.acceptedAt);
-    };
     /**
      * Ask (again) when we never did, the ask failed, or the model was loaded again after
      * it: Ollama sets expires_at to "now" when it accepts an unload, so an expiry later
@@ -191,7 +195,14 @@ export class OllamaResidency implements LlmResidency {
       const expiresAt = m.expiresAt === undefined ? NaN : Date.parse(m.expiresAt);
       return Number.isFinite(expiresAt) && expiresAt > acceptedAt + RELOADED_SLACK_MS;
     };
-    await Promise.all(listed.map((m) => (sameModel(m.name, this.llm.model) ? adoptEarlyUnload(m.name) : requestUnload(m.name))));
+    const isConfigured = (m: ResidentModel) => sameModel(m.name, this.llm.model);
+    if (early !== undefined) {
+      // Sent before the listing and taken: not asked again.
+      const name = listed.find(isConfigured)?.name ?? this.llm.model;
+      targets.add(name);
+      unloadAcceptedAt.set(name, early);
+    }
+    await Promise.all(listed.filter((m) => early === undefined || !isConfigured(m)).map((m) => requestUnload(m.name)));
 
     // The drop is expected from now on: look often, then back off (unload-poll.ts).
     const schedule = new UnloadPollSchedule(this.poll);
@@ -351,6 +362,7 @@ export class OllamaResidency implements LlmResidency {
     }
     if (loaded.length === 0 && firstFailure !== undefined) throw firstFailure;
     this.restorePending = false;
+    this.configuredLoaded = loaded.some((t) => t.configured);
     if (loaded.length === 0) return report({ reachable: true }, []);
 
     let listed: ResidentModel[];
@@ -455,6 +467,20 @@ export function restoreOrder(listed: readonly ResidentModel[], configuredModel: 
       numCtx: m.contextLength,
       keepAlive: Number.isNaN(left) ? undefined : left > FOREVER_AFTER_MS ? -1 : Math.ceil(left / 1000),
     }));
+}
+
+/**
+ * The listing as it was before our early unload of the configured LLM: that call may have
+ * reached Ollama first, which then lists the model expiring now (or, once dropped, not at
+ * all). It was resident and is to come back: last, so it is the one that stays should
+ * VRAM be short (reload() gives it its configured keep_alive, whatever is written here).
+ */
+function withConfiguredLlm(listed: readonly ResidentModel[], configuredModel: string): ResidentModel[] {
+  const own = listed.find((m) => sameModel(m.name, configuredModel));
+  const others = listed.filter((m) => m !== own);
+  const lastToExpire = new Date(Date.now() + 2 * FOREVER_AFTER_MS).toISOString();
+  const base: ResidentModel = own ?? { name: configuredModel, sizeBytes: 0, sizeVramBytes: 0, fullyOnGpu: true, expiresAt: undefined, contextLength: undefined };
+  return [...others, { ...base, expiresAt: lastToExpire }];
 }
 
 function sortKey(left: number): number {

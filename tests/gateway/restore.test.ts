@@ -46,6 +46,10 @@ describe("LLM_RESTORE, end to end", () => {
     await drawOnce(stack);
     expect(await resident(stack)).toEqual({ [LLM_MODEL]: 4096, [OTHER_MODEL]: 2048 });
     expect(reloads(stack)).toBe(1);
+    // The next burst unloads the LLM it loaded back without waiting for /api/ps first: both still come back.
+    await drawOnce(stack, "a blue fox");
+    expect(await resident(stack)).toEqual({ [LLM_MODEL]: 4096, [OTHER_MODEL]: 2048 });
+    expect(reloads(stack)).toBe(2);
     expect(readViolations(stack.gpuDir)).toEqual([]);
   });
 

@@ -195,6 +195,50 @@ describe("OllamaResidency.unloadAll: the /api/ps poll (issue 14)", () => {
   });
 });
 
+describe("OllamaResidency.unloadAll: the LLM it loaded back goes first (issue 14)", () => {
+  it("after its own reload, the configured LLM's unload call goes out with the /api/ps read, not after its answer", async () => {
+    const fake = await fakeOllama({ strict: true, unloadLingerMs: 100, installed: ["qwen2.5:3b"] });
+    const ctl = residency(llmConfig(fake.url));
+    await ctl.reload();
+    fake.resetStats();
+    const before = fake.requests.length;
+    await ctl.unloadAll();
+    const [first, second] = fake.requests.slice(before);
+    // Both arrive before either answer is back: the unload did not wait for the listing.
+    expect(new Set([first?.kind, second?.kind])).toEqual(new Set(["ps", "unload"]));
+    const ps = [first, second].find((r) => r?.kind === "ps")!;
+    const unload = [first, second].find((r) => r?.kind === "unload")!;
+    expect(unload.receivedAt).toBeLessThan(ps.finishedAt!);
+    expect(fake.stats.unload).toBe(1);
+    expect(fake.listed()).toEqual([]);
+  });
+
+  it("Ollama dropping it before the listing is read still counts it as held before: it comes back after the burst with the others", async () => {
+    // No linger: the early unload can empty /api/ps before the listing is taken.
+    const fake = await fakeOllama({ installed: ["qwen2.5:3b", "llama3.2:1b"], unloadLingerMs: 0 });
+    const ctl = residency(llmConfig(fake.url));
+    await ctl.reload();
+    fake.preload("llama3.2:1b", { numCtx: 2048, keepAliveMs: 5 * 60_000 });
+    for (let burst = 0; burst < 3; burst++) {
+      const report = await ctl.unloadAll();
+      expect(report.unloaded.sort()).toEqual(["llama3.2:1b", "qwen2.5:3b"]);
+      expect(fake.listed()).toEqual([]);
+      const back = await ctl.reload();
+      // The configured LLM last: if both do not fit, it is the one that stays.
+      expect(back.models).toEqual(["llama3.2:1b", "qwen2.5:3b"]);
+      expect(fake.listed().sort()).toEqual(["llama3.2:1b", "qwen2.5:3b"]);
+    }
+  });
+
+  it("without a reload of its own first it reads /api/ps before unloading anything (it does not know what is there)", async () => {
+    const fake = await fakeOllama({ installed: ["qwen2.5:3b"], resident: ["qwen2.5:3b"] });
+    await residency(llmConfig(fake.url)).unloadAll();
+    const ps = fake.requests.find((r) => r.kind === "ps")!;
+    const unload = fake.requests.find((r) => r.kind === "unload")!;
+    expect(unload.receivedAt).toBeGreaterThanOrEqual(ps.finishedAt!);
+  });
+});
+
 describe("OllamaResidency.reload", () => {
   it("loads the configured model with keep_alive and num_ctx, and finds it fully on the GPU", async () => {
     const fake = await fakeOllama();
