@@ -20,6 +20,11 @@ export interface GenerateImagesOptions {
   outputDir?: string | undefined;
   /** Goes into the output file names (outputTagFor(jobId)), so a job's files can be found. */
   outputTag?: string | undefined;
+  /**
+   * sd.cpp no longer holds VRAM for this job: sd-cli exited (before its output is checked).
+   * Not called for sd-server, which keeps the model for the burst; its result is that moment.
+   */
+  onGpuFree?: (() => void) | undefined;
   /** Extra environment for sd-cli (CUDA_VISIBLE_DEVICES, the test double's knobs...). */
   env?: Record<string, string | undefined> | undefined;
   /** Ask sd-cli for a preview every step (emitted as `preview` events). */
@@ -82,6 +87,7 @@ export async function generateImages(
     killGraceMs: options.killGraceMs,
     signal: options.signal,
     onEvent: options.onEvent,
+    onExit: options.onGpuFree,
     seed: params.seed,
   });
   return {

@@ -34,6 +34,11 @@ export interface SdRunOptions {
   killGraceMs?: number | undefined;
   signal?: AbortSignal | undefined;
   onEvent?: ((event: SdEvent) => void) | undefined;
+  /**
+   * sd-cli has exited (reaped): its VRAM is free, before its output is checked. The GPU
+   * can be handed on then; whatever the result turns out to be.
+   */
+  onExit?: (() => void) | undefined;
   /** The seed passed with -s: the fallback when a build does not print the real one. */
   seed?: number | undefined;
 }
@@ -132,6 +137,11 @@ export async function runSdCli(options: SdRunOptions): Promise<SdRunResult> {
   subprocess.once("exit", () => {
     exitedAt = performance.now();
     process.removeListener("exit", killOnExit);
+    try {
+      options.onExit?.();
+    } catch {
+      // The caller's business; the run's own result is still to come.
+    }
   });
   if (pid !== undefined) {
     deliver({ type: "spawned", pid, argv: [options.bin, ...options.args], phase: "loading_model", progress: 0 });

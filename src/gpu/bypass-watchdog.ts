@@ -10,8 +10,8 @@ import type { GpuHolderState } from "./scheduler-stats.js";
  * the user which model it was and how to route that client through DiffuGen.
  *
  * It polls /api/ps about once a second, only while diffusion holds the GPU: it starts when
- * the scheduler says a diffusion job got it and stops when the GPU goes elsewhere (the
- * scheduler itself keeps no timers). Each load is reported once: a model still listed at
+ * the scheduler says a diffusion job got it (first poll 100 ms later) and stops when the
+ * GPU goes elsewhere (the scheduler itself keeps no timers). Each load is reported once: a model still listed at
  * the next poll is the same load, one that leaves and comes back is a new one.
  */
 
@@ -56,11 +56,18 @@ export interface BypassWatchdogOptions {
   advice: string;
   /** Pause between two polls of /api/ps (from the end of one to the start of the next). Default 1000 ms. */
   intervalMs?: number | undefined;
+  /** From the grant to the first poll. Default 100 ms. */
+  firstPollMs?: number | undefined;
   /** Clock in ms. Default Date.now. */
   now?: (() => number) | undefined;
 }
 
 export const DEFAULT_BYPASS_POLL_MS = 1_000;
+/**
+ * Not at once: the grant is where sd.cpp is about to start, and that path is latency on
+ * every image; the unload's last poll saw /api/ps empty a moment ago anyway.
+ */
+export const DEFAULT_FIRST_BYPASS_POLL_MS = 100;
 
 /** One stretch of diffusion holding the GPU, watched. */
 interface Watch {
@@ -77,6 +84,7 @@ export class BypassWatchdog {
   readonly #warn: BypassWatchdogOptions["warn"];
   readonly #advice: string;
   readonly #intervalMs: number;
+  readonly #firstPollMs: number;
   readonly #now: () => number;
   readonly #unsubscribe: () => void;
 
@@ -91,6 +99,7 @@ export class BypassWatchdog {
     this.#warn = options.warn;
     this.#advice = options.advice;
     this.#intervalMs = options.intervalMs ?? DEFAULT_BYPASS_POLL_MS;
+    this.#firstPollMs = options.firstPollMs ?? DEFAULT_FIRST_BYPASS_POLL_MS;
     this.#now = options.now ?? Date.now;
     this.#unsubscribe = options.scheduler.onHolderChange((holder) => this.#holderChanged(holder));
   }
@@ -123,10 +132,17 @@ export class BypassWatchdog {
       for (const model of expected) this.#watch.listed.add(model);
       return;
     }
-    // The first poll at once: a model the unload could not see (loaded between its last
-    // poll and this grant) is reported now, and once.
-    this.#watch = { jobId: holder.jobId, listed: new Set(expected), timer: undefined, stop: new AbortController() };
-    void this.#poll(this.#watch);
+    // The first poll soon: a model the unload could not see (loaded between its last poll
+    // and this grant) is reported then, and once.
+    const watch: Watch = { jobId: holder.jobId, listed: new Set(expected), timer: undefined, stop: new AbortController() };
+    this.#watch = watch;
+    this.#schedule(watch, this.#firstPollMs);
+  }
+
+  #schedule(watch: Watch, delayMs: number): void {
+    watch.timer = setTimeout(() => void this.#poll(watch), delayMs);
+    // A watchdog never keeps the process alive.
+    watch.timer.unref();
   }
 
   #endWatch(): void {
@@ -150,9 +166,7 @@ export class BypassWatchdog {
       for (const model of names) if (!watch.listed.has(model)) this.#report(model, watch.jobId);
       watch.listed = new Set(names);
     }
-    watch.timer = setTimeout(() => void this.#poll(watch), this.#intervalMs);
-    // A watchdog never keeps the process alive.
-    watch.timer.unref();
+    this.#schedule(watch, this.#intervalMs);
   }
 
   #report(model: string, jobId: string): void {

@@ -31,6 +31,8 @@ export async function diffuse(state: DiffugenStateValue, runtime: NodeRuntime): 
         preview: kit.deps.preview,
         previews: kit.admitted?.previews,
         env: kit.deps.sdEnv,
+        // sd-cli has exited: the LLM's reload may start while its output is checked.
+        onGpuFree: () => void kit.lease.release(),
         onEvent: (event) => {
           const progress = fromSdEvent(event);
           if (progress) kit.emit(progress);
@@ -45,8 +47,8 @@ export async function diffuse(state: DiffugenStateValue, runtime: NodeRuntime): 
       await retryWithWholeGpu(kit, state, runtime);
       result = await draw();
     }
-    // sd.cpp is done with the GPU (sd-cli has exited; a kept sd-server is idle, and goes
-    // before any reload): the LLM's reload may start while the images are announced.
+    // sd.cpp is done with the GPU (sd-cli has exited: onGpuFree gave it back already; a kept
+    // sd-server is idle, and goes before any reload): the reload starts while the images are announced.
     void kit.lease.release();
     const images: GeneratedImage[] = result.images.map((image) => ({
       path: image.path,

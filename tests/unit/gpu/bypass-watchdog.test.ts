@@ -52,10 +52,12 @@ let ps: FakePs;
 let holder: FakeHolder;
 let warnings: { message: string; bypass: GateBypass }[];
 
+/** First poll at the grant (firstPollMs 0): these tests are about what the polls find. */
 function watchdog(): BypassWatchdog {
   return new BypassWatchdog({
     scheduler: holder,
     probe: ps,
+    firstPollMs: 0,
     warn: (message, bypass) => warnings.push({ message, bypass }),
     advice: "Route that client through DiffuGen: set its Ollama base URL to http://127.0.0.1:5199/ollama.",
   });
@@ -73,6 +75,18 @@ afterEach(() => {
 });
 
 describe("BypassWatchdog", () => {
+  it("by default the first poll comes 100 ms after the grant, off the path where sd.cpp starts", async () => {
+    const gate = new BypassWatchdog({ scheduler: holder, probe: ps, warn: (message, bypass) => warnings.push({ message, bypass }), advice: "" });
+    ps.models = ["phi3:mini"];
+    holder.diffusion("d1");
+    await vi.advanceTimersByTimeAsync(99);
+    expect(ps.polls).toBe(0);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(ps.polls).toBe(1);
+    expect(warnings.map((w) => w.bypass.model)).toEqual(["phi3:mini"]);
+    gate.stop();
+  });
+
   it("polls /api/ps about once a second, only while diffusion holds the GPU", async () => {
     const gate = watchdog();
     await vi.advanceTimersByTimeAsync(5_000);
@@ -226,7 +240,7 @@ describe("BypassWatchdog", () => {
 describe("BypassWatchdog on the real GpuScheduler", () => {
   it("starts when a diffusion lease is granted and stops when the LLM comes back", async () => {
     const h = new Harness();
-    const gate = new BypassWatchdog({ scheduler: h.scheduler, probe: ps, warn: () => {}, advice: "" });
+    const gate = new BypassWatchdog({ scheduler: h.scheduler, probe: ps, warn: () => {}, advice: "", firstPollMs: 0 });
 
     const lease = await h.acquire("diffusion", "d1");
     await flush();
