@@ -51,6 +51,8 @@ import childProcess from "node:child_process";
 import { syncBuiltinESMExports } from "node:module";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
+import { timeFetches } from "./lib/fetch-timing.mjs";
+import { coveredMs } from "./lib/intervals.js";
 import { realOllama } from "./lib/ollama-timing.js";
 import { fourStep, timeScale, twentyStep } from "./lib/sd-timing.js";
 import { sdCliDouble, startBenchServer } from "./lib/server-stack.js";
@@ -97,61 +99,7 @@ function instrumentSpawn(): () => void {
 
 /** HTTP exchanges with the Ollama double: fetch() → end of the response body. */
 function instrumentFetch(ollamaUrl: string): () => void {
-  const original = globalThis.fetch;
-  globalThis.fetch = async (input, init) => {
-    const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
-    if (!url.startsWith(ollamaUrl)) return original(input, init);
-    const start = performance.now();
-    let recorded = false;
-    const record = () => {
-      if (recorded) return;
-      recorded = true;
-      intervals.push({ kind: "ollama", start, end: performance.now() });
-    };
-    let res: Response;
-    try {
-      res = await original(input, init);
-    } catch (err) {
-      record();
-      throw err;
-    }
-    if (!res.body) {
-      record();
-      return res;
-    }
-    const body = res.body.pipeThrough(
-      new TransformStream<Uint8Array, Uint8Array>({
-        flush: record,
-      }),
-    );
-    const wrapped = new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
-    // An abandoned stream ends the exchange as well.
-    init?.signal?.addEventListener("abort", record, { once: true });
-    return wrapped;
-  };
-  return () => {
-    globalThis.fetch = original;
-  };
-}
-
-/** Length of the union of the intervals, clipped to [from, to]. */
-function coveredMs(all: Interval[], from: number, to: number): number {
-  const clipped = all
-    .map((i) => [Math.max(i.start, from), Math.min(i.end, to)] as const)
-    .filter(([a, b]) => b > a)
-    .sort((x, y) => x[0] - y[0]);
-  let total = 0;
-  let curStart = -Infinity;
-  let curEnd = -Infinity;
-  for (const [a, b] of clipped) {
-    if (a > curEnd) {
-      if (curEnd > curStart) total += curEnd - curStart;
-      curStart = a;
-      curEnd = b;
-    } else curEnd = Math.max(curEnd, b);
-  }
-  if (curEnd > curStart) total += curEnd - curStart;
-  return total;
+  return timeFetches(ollamaUrl, () => performance.now(), (start, end) => intervals.push({ kind: "ollama", start, end }));
 }
 
 const round = (ms: number, digits = 1) => Math.round(ms * 10 ** digits) / 10 ** digits;

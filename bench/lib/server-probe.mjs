@@ -24,6 +24,7 @@ import { syncBuiltinESMExports } from "node:module";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
+import { timeFetches } from "./fetch-timing.mjs";
 
 const now = () => performance.timeOrigin + performance.now();
 const root = process.env.DIFFUGEN_BENCH_APP_ROOT;
@@ -93,34 +94,7 @@ childProcess.spawn = /** @type {typeof spawn} */ (
 syncBuiltinESMExports();
 
 const ollamaUrl = process.env.OLLAMA_BASE_URL;
-if (process.env.DIFFUGEN_BENCH_FETCH === "1" && ollamaUrl) {
-  const fetch = globalThis.fetch;
-  globalThis.fetch = async (input, init) => {
-    const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
-    if (!url.startsWith(ollamaUrl)) return fetch(input, init);
-    const start = now();
-    let done = false;
-    const record = () => {
-      if (!done) marks.fetches.push({ start, end: now() });
-      done = true;
-    };
-    /** @type {Response} */
-    let res;
-    try {
-      res = await fetch(input, init);
-    } catch (err) {
-      record();
-      throw err;
-    }
-    if (!res.body) {
-      record();
-      return res;
-    }
-    init?.signal?.addEventListener("abort", record, { once: true });
-    const body = res.body.pipeThrough(new TransformStream({ flush: record }));
-    return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
-  };
-}
+if (process.env.DIFFUGEN_BENCH_FETCH === "1" && ollamaUrl) timeFetches(ollamaUrl, now, (start, end) => marks.fetches.push({ start, end }));
 
 process.on("message", (/** @type {any} */ message) => {
   if (message?.type !== "marks") return;

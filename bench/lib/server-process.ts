@@ -30,6 +30,8 @@ export interface ProbeMarks {
 export interface ServerProcessOptions {
   /** The app to start (default: this checkout). */
   appRoot?: string;
+  /** Preload lib/server-probe.mjs (default true); without it `marks()` rejects. */
+  probe?: boolean;
   ollama: Omit<FakeOllamaOptions, "gpuDir" | "installed" | "resident">;
   /** The sd-cli double's knobs (FAKE_SD_*), through the server's environment. */
   sdEnv: Record<string, string>;
@@ -42,8 +44,11 @@ export interface ServerProcess {
   ollama: FakeOllama;
   gpuDir: string;
   root: string;
+  pid: number;
   /** The server's RSS now, in MiB (its fork cost grows with it). */
   rssMiB(): number;
+  /** The last 4 KB it wrote to stderr. */
+  stderr(): string;
   /** What the probe noted since the last call. */
   marks(): Promise<ProbeMarks>;
   violations(): number;
@@ -86,10 +91,11 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
 
   // BENCH_SERVER_NODE_ARGS: extra node flags for the server (--cpu-prof, to see where its time goes).
   const nodeArgs = process.env.BENCH_SERVER_NODE_ARGS?.split(" ").filter((a) => a !== "") ?? [];
-  const child = spawn(process.execPath, [...nodeArgs, "--import", probe, path.join(appRoot, "bin/diffugen.js"), "serve"], {
+  const withProbe = options.probe ?? true;
+  const child = spawn(process.execPath, [...nodeArgs, ...(withProbe ? ["--import", probe] : []), path.join(appRoot, "bin/diffugen.js"), "serve"], {
     cwd: root,
     env,
-    stdio: ["ignore", "pipe", "pipe", "ipc"],
+    stdio: ["ignore", "pipe", "pipe", ...(withProbe ? (["ipc"] as const) : [])],
   });
   let stderr = "";
   child.stderr!.on("data", (d: Buffer) => (stderr = (stderr + d.toString("utf8")).slice(-4000)));
@@ -107,7 +113,9 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
     ollama,
     gpuDir,
     root,
-    rssMiB: () => Math.round(Number(/^VmRSS:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${child.pid}/status`, "utf8"))?.[1] ?? NaN) / 1024),
+    pid: child.pid!,
+    rssMiB: () => Math.round(vmRssKiB(child.pid!) / 1024),
+    stderr: () => stderr,
     marks: () => askMarks(child),
     violations: () => readViolations(gpuDir).length,
     async close() {
@@ -118,6 +126,13 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
       fs.rmSync(root, { recursive: true, force: true });
     },
   };
+}
+
+/** A process's resident set (VmRSS in /proc/<pid>/status), in KiB. */
+export function vmRssKiB(pid: number): number {
+  const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
+  if (!match) throw new Error(`no VmRSS in /proc/${pid}/status`);
+  return Number(match[1]);
 }
 
 /** tsc into appRoot/dist when it is missing or older than a source file. */

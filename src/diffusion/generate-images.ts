@@ -21,8 +21,9 @@ export interface GenerateImagesOptions {
   /** Goes into the output file names (outputTagFor(jobId)), so a job's files can be found. */
   outputTag?: string | undefined;
   /**
-   * sd.cpp no longer holds VRAM for this job: sd-cli exited (before its output is checked).
-   * Not called for sd-server, which keeps the model for the burst; its result is that moment.
+   * sd.cpp no longer holds VRAM for this job: sd-cli exited with 0, its output not checked
+   * yet. Not called when it failed (the result says so, after cleaning up), nor for
+   * sd-server, which keeps the model for the burst: its result is that moment.
    */
   onGpuFree?: (() => void) | undefined;
   /** Extra environment for sd-cli (CUDA_VISIBLE_DEVICES, the test double's knobs...). */
@@ -87,7 +88,7 @@ export async function generateImages(
     killGraceMs: options.killGraceMs,
     signal: options.signal,
     onEvent: options.onEvent,
-    onExit: options.onGpuFree,
+    onCleanExit: options.onGpuFree,
     seed: params.seed,
   });
   return {

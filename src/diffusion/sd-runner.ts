@@ -35,10 +35,11 @@ export interface SdRunOptions {
   signal?: AbortSignal | undefined;
   onEvent?: ((event: SdEvent) => void) | undefined;
   /**
-   * sd-cli has exited (reaped): its VRAM is free, before its output is checked. The GPU
-   * can be handed on then; whatever the result turns out to be.
+   * sd-cli exited with 0 (reaped): its VRAM is free, and its output is about to be checked.
+   * The GPU can be handed on now. Not called when it failed or was ended: then the caller
+   * gives the GPU back once the run's files are cleaned up, as for any failure.
    */
-  onExit?: (() => void) | undefined;
+  onCleanExit?: (() => void) | undefined;
   /** The seed passed with -s: the fallback when a build does not print the real one. */
   seed?: number | undefined;
 }
@@ -134,11 +135,12 @@ export async function runSdCli(options: SdRunOptions): Promise<SdRunResult> {
   // execa's own cleanup skips detached children: if this process exits, sd-cli must not outlive it.
   const killOnExit = () => subprocess.kill("SIGKILL");
   process.once("exit", killOnExit);
-  subprocess.once("exit", () => {
+  subprocess.once("exit", (code, signal) => {
     exitedAt = performance.now();
     process.removeListener("exit", killOnExit);
+    if (code !== 0 || signal !== null || cancelSignal.aborted) return;
     try {
-      options.onExit?.();
+      options.onCleanExit?.();
     } catch {
       // The caller's business; the run's own result is still to come.
     }

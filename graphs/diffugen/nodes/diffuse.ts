@@ -31,7 +31,7 @@ export async function diffuse(state: DiffugenStateValue, runtime: NodeRuntime): 
         preview: kit.deps.preview,
         previews: kit.admitted?.previews,
         env: kit.deps.sdEnv,
-        // sd-cli has exited: the LLM's reload may start while its output is checked.
+        // sd-cli has exited with 0: the LLM's reload may start while its output is checked.
         onGpuFree: () => void kit.lease.release(),
         onEvent: (event) => {
           const progress = fromSdEvent(event);

@@ -69,6 +69,35 @@ describe("runSdCli", () => {
     expect(result.timings.generateSeconds).toBe(27.27);
   });
 
+  it("says the GPU is free at a clean exit, before the result (its output read), and not when sd-cli failed or was ended", async () => {
+    const order: string[] = [];
+    const result = await runSdCli({
+      bin: replayer("gen-basic", true),
+      args: [],
+      cwd: dir,
+      outputPaths: [path.join(dir, "out.png")],
+      onCleanExit: () => order.push("gpu free"),
+    }).then((r) => (order.push("result"), r));
+    expect(result.images).toHaveLength(1);
+    expect(order).toEqual(["gpu free", "result"]);
+
+    let calls = 0;
+    const failed = await runSdCli({ bin: replayer("missing-model", false), args: [], cwd: dir, outputPaths: [path.join(dir, "out.png")], onCleanExit: () => calls++ }).catch((e: unknown) => e);
+    expect(failed).toBeInstanceOf(SdProcessError);
+    const controller = new AbortController();
+    const ended = await runSdCli({
+      bin: replayer("gen-basic", true),
+      args: [],
+      cwd: dir,
+      outputPaths: [path.join(dir, "out.png")],
+      signal: controller.signal,
+      onCleanExit: () => calls++,
+      onEvent: (e) => e.type === "sampling_started" && controller.abort(),
+    }).catch((e: unknown) => e);
+    expect(ended).toBeInstanceOf(SdAbortedError);
+    expect(calls).toBe(0);
+  });
+
   it("treats exit 0 without the image as a failure", async () => {
     const error = await runSdCli({
       bin: replayer("gen-basic", false),
