@@ -38,8 +38,9 @@
  *   FAKE_SD_LIFETIME=file     when the process ends (exit, error, crash, a handled signal), append
  *                             {"pid":p,"startedAt":t0,"mainAt":t1,"exitedAt":t2} on the same clock:
  *                             t0 = performance.timeOrigin (the process start, before Node boots),
- *                             t1 = when this script began to run, t2 = the moment it leaves. An
- *                             outside observer subtracts t2 - t0 as the process's own wall time.
+ *                             t1 = when this script began to run, t2 = the moment it leaves. t2 - t0
+ *                             is its life by its own clock: the exec before t0 and Node's teardown
+ *                             after t2 (a few ms each) are not in it (bench/orchestration.ts).
  *   FAKE_GPU_DIR=dir          the simulated GPU shared with the fake Ollama (tests/fakes/fake-gpu.mjs):
  *                             recordSpawn once the arguments are valid, and hold the GPU marker
  *                             until the process ends (exit, error, crash, SIGTERM/SIGINT/SIGHUP: the
