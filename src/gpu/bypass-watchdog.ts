@@ -11,8 +11,9 @@ import type { GpuHolderState } from "./scheduler-stats.js";
  *
  * It polls /api/ps about once a second, only while diffusion holds the GPU: it starts when
  * the scheduler says a diffusion job got it (first poll 100 ms later) and stops when the
- * GPU goes elsewhere (the scheduler itself keeps no timers). Each load is reported once: a model still listed at
- * the next poll is the same load, one that leaves and comes back is a new one.
+ * GPU goes elsewhere (the scheduler itself keeps no timers). Each load is reported once: a
+ * model still listed at the next poll is the same load, one that leaves and comes back is
+ * a new one.
  */
 
 /** What the watchdog reads: the models Ollama lists (src/llm's OllamaProbe). */
