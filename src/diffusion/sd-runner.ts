@@ -16,6 +16,7 @@ import { completePngInfo } from "./png-check.js";
 import { PreviewWatcher } from "./preview-watcher.js";
 import type { SdEvent } from "./sd-events.js";
 import { SdOutputParser, type SdOutputSummary } from "./sd-output-parser.js";
+import { killWhenThisProcessExits, sdSpawnOptions } from "./sd-spawn.js";
 
 /** sd-cli has no signal handlers, so SIGTERM ends it at once; SIGKILL is the backstop. */
 export const defaultKillGraceMs = 3000;
@@ -113,31 +114,17 @@ export async function runSdCli(options: SdRunOptions): Promise<SdRunResult> {
 
   const spawnAt = performance.now();
   const subprocess = execa(options.bin, [...options.args], {
-    cwd,
-    env: options.env,
-    extendEnv: true,
-    buffer: false,
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-    reject: false,
+    ...sdSpawnOptions(cwd, options.env),
     cancelSignal,
     timeout: options.timeoutMs && options.timeoutMs > 0 ? options.timeoutMs : undefined,
     killSignal: "SIGTERM",
     forceKillAfterDelay: options.killGraceMs ?? defaultKillGraceMs,
-    windowsHide: true,
-    // Its own process group: a Ctrl-C in the terminal (or systemd's KillMode=control-group
-    // SIGTERM) reaches the whole foreground group at once, which would kill sd-cli before
-    // the server's shutdown grace period could let the image finish. The server decides.
-    detached: process.platform !== "win32",
   });
   const pid = subprocess.pid;
-  // execa's own cleanup skips detached children: if this process exits, sd-cli must not outlive it.
-  const killOnExit = () => subprocess.kill("SIGKILL");
-  process.once("exit", killOnExit);
+  const stopWatching = killWhenThisProcessExits(subprocess);
   subprocess.once("exit", (code, signal) => {
     exitedAt = performance.now();
-    process.removeListener("exit", killOnExit);
+    stopWatching();
     if (code !== 0 || signal !== null || cancelSignal.aborted) return;
     try {
       options.onCleanExit?.();

@@ -2,6 +2,7 @@ import net from "node:net";
 import { StringDecoder } from "node:string_decoder";
 import { execa, type ResultPromise } from "execa";
 import { SdOutputParser } from "../sd-output-parser.js";
+import { killWhenThisProcessExits, sdSpawnOptions } from "../sd-spawn.js";
 import type { SdStream } from "../sd-events.js";
 import { SdAbortedError, SdProcessError, SdSpawnError, SdTimeoutError, type SdDiagnostics } from "../errors.js";
 import { sdServerCall, SdServerConnectionError } from "./sd-server-http.js";
@@ -180,24 +181,10 @@ export class SdServerProcess {
     this.#port = port;
     this.#enter("starting");
     const args = [...launch.args, "--listen-ip", "127.0.0.1", "--listen-port", String(port)];
-    const child = execa(launch.bin, args, {
-      cwd: launch.cwd,
-      env: launch.env,
-      extendEnv: true,
-      buffer: false,
-      stdin: "ignore",
-      stdout: "pipe",
-      stderr: "pipe",
-      reject: false,
-      windowsHide: true,
-      // Its own process group, as sd-cli's: a terminal's Ctrl-C must not kill it before the
-      // server's shutdown has decided what happens to the job on it.
-      detached: process.platform !== "win32",
-    });
+    const child = execa(launch.bin, args, sdSpawnOptions(launch.cwd, launch.env));
     this.#child = child;
     this.#pid = child.pid;
-    const killOnExit = () => child.kill("SIGKILL");
-    process.once("exit", killOnExit);
+    const stopWatching = killWhenThisProcessExits(child);
 
     const listening = watchForListening();
     const route = (stream: SdStream) => (chunk: Buffer) => {
@@ -209,7 +196,7 @@ export class SdServerProcess {
     child.stderr?.on("data", route("stderr"));
 
     this.#exited = child.then((result) => {
-      process.removeListener("exit", killOnExit);
+      stopWatching();
       const exit: SdServerExit = {
         code: result.exitCode ?? undefined,
         signal: result.signal ?? undefined,
