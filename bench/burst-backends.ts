@@ -16,10 +16,11 @@
  */
 import path from "node:path";
 import { readSpawns } from "../tests/fakes/fake-gpu.mjs";
+import { imageBurst, type ImageBurst } from "./lib/image-burst.js";
 import { realOllama } from "./lib/ollama-timing.js";
 import { serveCapture, timeScale } from "./lib/sd-timing.js";
 import { repoRoot, startBenchServer, type BenchServer } from "./lib/server-stack.js";
-import { epochNow, median, printRows, quick, round, runWhenMain } from "./lib/stats.js";
+import { median, printRows, quick, round, runWhenMain } from "./lib/stats.js";
 
 const BURST_SIZES = [1, 4, 8] as const;
 const BACKENDS = ["cli", "server"] as const;
@@ -49,25 +50,9 @@ export interface BurstBackendsResult {
   violations: Record<Backend, number>;
 }
 
-async function burst(bench: BenchServer, size: number, round: number): Promise<{ images: number; failed: number; wallMs: number }> {
+async function burst(bench: BenchServer, size: number, round: number): Promise<ImageBurst> {
   await bench.settle();
-  const since = epochNow();
-  const outcomes = await Promise.all(
-    Array.from({ length: size }, async (_, i) => {
-      const res = await fetch(`${bench.url}/v1/images/generations`, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ model: "sd15", prompt: `a paper boat number ${i}, round ${round}`, size: "64x64", steps: serveCapture.steps, seed: 1000 * round + i, refine: false }),
-      });
-      const body = (await res.json()) as { data?: unknown[] };
-      return res.status === 200 ? (body.data?.length ?? 0) : -1;
-    }),
-  );
-  return {
-    images: outcomes.filter((n) => n > 0).reduce((a, b) => a + b, 0),
-    failed: outcomes.filter((n) => n < 0).length,
-    wallMs: epochNow() - since,
-  };
+  return imageBurst(bench.url, size, (i) => ({ model: "sd15", prompt: `a paper boat number ${i}, round ${round}`, size: "64x64", steps: serveCapture.steps, seed: 1000 * round + i, refine: false }));
 }
 
 async function runBackend(backend: Backend, rounds: number): Promise<{ bursts: BackendBurst[]; violations: number }> {

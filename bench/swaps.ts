@@ -17,10 +17,11 @@
  *
  *   npx tsx bench/swaps.ts              (BENCH_ROUNDS=n bursts per size, default 3, 1 with BENCH_QUICK=1)
  */
+import { imageBurst, type ImageBurst } from "./lib/image-burst.js";
 import { realOllama } from "./lib/ollama-timing.js";
 import { fourStep, timeScale } from "./lib/sd-timing.js";
 import { startBenchServer, type BenchServer } from "./lib/server-stack.js";
-import { epochNow, runWhenMain, ms, percentile, printRows, quick, round } from "./lib/stats.js";
+import { runWhenMain, ms, percentile, printRows, quick, round } from "./lib/stats.js";
 
 const BURST_SIZES = [1, 4, 8] as const;
 const TARGET_P99_MS = 300;
@@ -51,29 +52,12 @@ export interface SwapsResult {
   violations: number;
 }
 
-async function burst(bench: BenchServer, size: number, round: number): Promise<{ images: number; failed: number; wallMs: number; dropToGrant?: number }> {
+async function burst(bench: BenchServer, size: number, round: number): Promise<ImageBurst & { dropToGrant?: number }> {
   await bench.settle();
-  const since = epochNow();
-  const outcomes = await Promise.all(
-    Array.from({ length: size }, async (_, i) => {
-      const res = await fetch(`${bench.url}/v1/images/generations`, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ model: "sd15", prompt: `a paper boat number ${i} on a pond, round ${round}`, size: "512x512", steps: fourStep.steps }),
-      });
-      const body = (await res.json()) as { data?: unknown[] };
-      return res.status === 200 ? (body.data?.length ?? 0) : -1;
-    }),
-  );
-  const wallMs = epochNow() - since;
-  const drop = bench.drops.find((t) => t >= since);
-  const grant = bench.log.find((l) => l.at >= since && l.message === "GPU granted" && l.fields.phase === "diffusion")?.at;
-  return {
-    images: outcomes.filter((n) => n > 0).reduce((a, b) => a + b, 0),
-    failed: outcomes.filter((n) => n < 0).length,
-    wallMs,
-    ...(drop !== undefined && grant !== undefined ? { dropToGrant: grant - drop } : {}),
-  };
+  const sent = await imageBurst(bench.url, size, (i) => ({ model: "sd15", prompt: `a paper boat number ${i} on a pond, round ${round}`, size: "512x512", steps: fourStep.steps }));
+  const drop = bench.drops.find((t) => t >= sent.since);
+  const grant = bench.log.find((l) => l.at >= sent.since && l.message === "GPU granted" && l.fields.phase === "diffusion")?.at;
+  return { ...sent, ...(drop !== undefined && grant !== undefined ? { dropToGrant: grant - drop } : {}) };
 }
 
 export async function run(options: { rounds?: number } = {}): Promise<SwapsResult> {

@@ -21,6 +21,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { CARDS, readOoms } from "../tests/fakes/fake-gpu.mjs";
+import { imageBurst } from "./lib/image-burst.js";
 import { realOllama } from "./lib/ollama-timing.js";
 import { serveCapture, timeScale } from "./lib/sd-timing.js";
 import { LLM_MODEL, SD15_FILE, startBenchServer, type BenchServer } from "./lib/server-stack.js";
@@ -89,16 +90,7 @@ async function runPolicy(policy: Policy): Promise<PolicyFigures> {
         if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
       }
     })();
-    const outcomes = await Promise.all(
-      Array.from({ length: IMAGES }, async (_, i) => {
-        const res = await fetch(`${bench.url}/v1/images/generations`, {
-          method: "POST",
-          headers: { "Content-Type": "application/json" },
-          body: JSON.stringify({ model: "sd15", prompt: `a paper boat number ${i}`, size: "512x512", steps: serveCapture.steps, seed: i, refine: false }),
-        });
-        return res.status === 200;
-      }),
-    );
+    const sent = await imageBurst(bench.url, IMAGES, (i) => ({ model: "sd15", prompt: `a paper boat number ${i}`, size: "512x512", steps: serveCapture.steps, seed: i, refine: false }));
     const wallMs = epochNow() - since;
     burstOver = true;
     await prober;
@@ -107,8 +99,8 @@ async function runPolicy(policy: Policy): Promise<PolicyFigures> {
     const atOnce = probes.filter((ms) => ms <= realOllama.chatDelayMs + AT_ONCE_SLACK_MS).length;
     return {
       policy,
-      images: outcomes.filter(Boolean).length,
-      failed: outcomes.filter((ok) => !ok).length,
+      images: sent.images,
+      failed: sent.failed,
       wallMs: round(wallMs),
       unloads: stats.unloads.count,
       reloads: stats.reloads.count,
