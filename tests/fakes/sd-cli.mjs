@@ -68,8 +68,8 @@ import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
 import * as fakeGpu from "./fake-gpu.mjs";
 import { parseArgs, fallbackUsage, SAMPLERS, SCHEDULER_ALIASES } from "./sd-cli/options.mjs";
-import { Logger, writeChunk, writeBuffered, samplingBar, loadingBar, f2, setBrokenPipeHandler, sleepSync } from "./sd-cli/output.mjs";
-import { detectProfile, fileFormat, weightTypeOf, wtypeStat } from "./sd-cli/models.mjs";
+import { Logger, printErrors, writeChunk, writeBuffered, samplingBar, loadingBar, f2, setBrokenPipeHandler, sleepSync } from "./sd-cli/output.mjs";
+import { detectProfile, fileFormat, logWeightTypeStats, weightTypeOf } from "./sd-cli/models.mjs";
 
 const VERSION = "stable-diffusion.cpp version master-827-97d2990+, commit 97d29908";
 const VERSION_SHORT = "master-827-97d2990+";
@@ -212,13 +212,6 @@ function usageText() {
   return text.replace(/^Usage: \S+ \[options\]$/m, `Usage: ${argv0} [options]`);
 }
 
-/** @param {import("./sd-cli/options.mjs").ErrorLine[]} errors @param {Logger} log */
-function printErrors(errors, log) {
-  for (const e of errors) {
-    if (e.raw) writeChunk(2, e.msg);
-    else log.error(e.file, e.line, e.msg);
-  }
-}
 
 async function main() {
   if (argv[0] === "--version") {
@@ -426,23 +419,7 @@ async function generate(a) {
   const teType = modelOk ? weightTypeOf(model) : weightTypeOf(S.t5xxl ?? S.llm ?? S.clip_l);
   const dmType = modelOk ? weightTypeOf(model) : weightTypeOf(diffusionModel);
   const vaeType = modelOk ? weightTypeOf(model) : S.vae ? weightTypeOf(S.vae) : "f32";
-  /** @type {Map<string, number>} */
-  const total = new Map();
-  for (const [t, n] of /** @type {[string, number][]} */ ([
-    [teType, profile.te.tensors],
-    [dmType, profile.diffusion.tensors],
-    [vaeType, profile.vaeFull.tensors],
-  ])) {
-    total.set(t, (total.get(t) ?? 0) + n);
-  }
-  log.info("stable-diffusion.cpp", 959, `${"Weight type stat:".padEnd(34)}${wtypeStat(total)}`);
-  log.info("stable-diffusion.cpp", 960, `${"Conditioner weight type stat:".padEnd(34)}${wtypeStat(new Map([[teType, profile.te.tensors]]))}`);
-  log.info(
-    "stable-diffusion.cpp",
-    961,
-    `${"Diffusion model weight type stat:".padEnd(34)}${wtypeStat(new Map([[dmType, profile.diffusion.tensors]]))}`,
-  );
-  log.info("stable-diffusion.cpp", 962, `${"VAE weight type stat:".padEnd(34)}${wtypeStat(new Map([[vaeType, profile.vaeFull.tensors]]))}`);
+  logWeightTypeStats(log, profile, { te: teType, diffusion: dmType, vae: vaeType });
   if (a.bools.diffusion_fa) log.info("stable-diffusion.cpp", 1418, "Using flash attention in the diffusion model");
   const useTae = S.taesd !== undefined && S.taesd !== "";
   if (useTae) {

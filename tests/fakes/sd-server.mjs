@@ -105,7 +105,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import * as fakeGpu from "./fake-gpu.mjs";
-import { writeChunk, writeBuffered, setBrokenPipeHandler, sleepSync } from "./sd-cli/output.mjs";
+import { printErrors, writeChunk, writeBuffered, setBrokenPipeHandler, sleepSync } from "./sd-cli/output.mjs";
 import { parseServerArgs, validateServerArgs, fallbackUsage } from "./sd-server/options.mjs";
 import { ServerLogger, silence } from "./sd-server/log.mjs";
 import { Engine, sleep } from "./sd-server/engine.mjs";
@@ -205,13 +205,6 @@ function usageText() {
   return text.replace(/^Usage: \S+ \[options\]$/m, `Usage: ${argv0} [options]`);
 }
 
-/** @param {import("./sd-cli/options.mjs").ErrorLine[]} errors @param {ServerLogger} log */
-function printErrors(errors, log) {
-  for (const e of errors) {
-    if (e.raw) writeChunk(2, e.msg);
-    else log.error(e.file, e.line, e.msg);
-  }
-}
 
 async function main() {
   if (argv[0] === "--version") {

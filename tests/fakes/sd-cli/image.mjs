@@ -138,6 +138,11 @@ export function imageSize(file) {
   } catch {
     return null;
   }
+  return imageSizeOf(buf);
+}
+
+/** Width and height of PNG or JPEG bytes (what stb_image loads), or null. @param {Buffer} buf */
+export function imageSizeOf(buf) {
   if (buf.length >= 24 && buf.readUInt32BE(0) === 0x89504e47 && buf.toString("latin1", 12, 16) === "IHDR") {
     return { width: buf.readUInt32BE(16), height: buf.readUInt32BE(20) };
   }

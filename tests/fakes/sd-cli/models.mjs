@@ -173,6 +173,30 @@ export function wtypeStat(stat) {
 }
 
 /**
+ * The four "weight type stat" lines sd.cpp logs at load (stable-diffusion.cpp:959-962): all
+ * tensors, then the conditioner's, the diffusion model's and the VAE's, each by weight type.
+ * @param {{ info(file: string, line: number, msg: string): void }} log
+ * @param {{ te: { tensors: number }, diffusion: { tensors: number }, vaeFull: { tensors: number } }} profile
+ * @param {{ te: string, diffusion: string, vae: string }} types
+ */
+export function logWeightTypeStats(log, profile, types) {
+  /** @type {Map<string, number>} */
+  const total = new Map();
+  for (const [t, n] of /** @type {[string, number][]} */ ([
+    [types.te, profile.te.tensors],
+    [types.diffusion, profile.diffusion.tensors],
+    [types.vae, profile.vaeFull.tensors],
+  ])) {
+    total.set(t, (total.get(t) ?? 0) + n);
+  }
+  const line = (/** @type {string} */ label, /** @type {Map<string, number>} */ stat) => `${label.padEnd(34)}${wtypeStat(stat)}`;
+  log.info("stable-diffusion.cpp", 959, line("Weight type stat:", total));
+  log.info("stable-diffusion.cpp", 960, line("Conditioner weight type stat:", new Map([[types.te, profile.te.tensors]])));
+  log.info("stable-diffusion.cpp", 961, line("Diffusion model weight type stat:", new Map([[types.diffusion, profile.diffusion.tensors]])));
+  log.info("stable-diffusion.cpp", 962, line("VAE weight type stat:", new Map([[types.vae, profile.vaeFull.tensors]])));
+}
+
+/**
  * VRAM one generation needs on the simulated card (tests/fakes/fake-gpu.mjs), in MiB: weights
  * plus compute buffers, as one peak. Picked to match issue 15's figures (SD 1.5 at 512x512 about
  * 3000 MiB, SDXL at 1024x1024 about 7000 MiB), not measured; the pixel term stands for the

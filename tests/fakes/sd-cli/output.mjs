@@ -68,7 +68,8 @@ export function writeBuffered(fd, text) {
 
 /** @typedef {"DEBUG" | "INFO" | "WARN" | "ERROR"} LogLevel */
 
-const TAG_COLORS = { DEBUG: 37, INFO: 34, WARN: 35, ERROR: 31 };
+/** The ANSI colour of each level's tag with --color (log.cpp). */
+export const TAG_COLORS = { DEBUG: 37, INFO: 34, WARN: 35, ERROR: 31 };
 
 export class Logger {
   /** @param {{ verbose: boolean, color: boolean }} opts */
@@ -106,6 +107,17 @@ export class Logger {
   /** @param {string} file @param {number} line @param {string} msg */
   debug(file, line, msg) {
     this.log("DEBUG", file, line, msg);
+  }
+}
+
+/**
+ * Option errors as both programs print them: a raw line straight to stderr, else a LOG_ERROR.
+ * @param {import("./options.mjs").ErrorLine[]} errors @param {Logger} log
+ */
+export function printErrors(errors, log) {
+  for (const e of errors) {
+    if (e.raw) writeChunk(2, e.msg);
+    else log.error(e.file, e.line, e.msg);
   }
 }
 

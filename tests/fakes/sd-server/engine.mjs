@@ -19,7 +19,7 @@ import fs from "node:fs";
 import { performance } from "node:perf_hooks";
 import * as fakeGpu from "../fake-gpu.mjs";
 import { samplingBar, loadingBar, f2 } from "../sd-cli/output.mjs";
-import { detectProfile, fileFormat, weightTypeOf, wtypeStat } from "../sd-cli/models.mjs";
+import { detectProfile, fileFormat, logWeightTypeStats, weightTypeOf } from "../sd-cli/models.mjs";
 import { SAMPLERS } from "../sd-cli/options.mjs";
 import { out } from "./log.mjs";
 import { resolvedWidth, resolvedHeight } from "./params.mjs";
@@ -235,19 +235,7 @@ export class Engine {
     const teType = modelOk ? weightTypeOf(ctx.modelPath) : weightTypeOf(ctx.t5xxlPath || ctx.llmPath || ctx.clipLPath);
     const dmType = modelOk ? weightTypeOf(ctx.modelPath) : weightTypeOf(ctx.diffusionModelPath);
     const vaeType = modelOk ? weightTypeOf(ctx.modelPath) : ctx.vaePath ? weightTypeOf(ctx.vaePath) : "f32";
-    /** @type {Map<string, number>} */
-    const total = new Map();
-    for (const [t, n] of /** @type {[string, number][]} */ ([
-      [teType, p.te.tensors],
-      [dmType, p.diffusion.tensors],
-      [vaeType, p.vaeFull.tensors],
-    ])) {
-      total.set(t, (total.get(t) ?? 0) + n);
-    }
-    log.info("stable-diffusion.cpp", 959, `${"Weight type stat:".padEnd(34)}${wtypeStat(total)}`);
-    log.info("stable-diffusion.cpp", 960, `${"Conditioner weight type stat:".padEnd(34)}${wtypeStat(new Map([[teType, p.te.tensors]]))}`);
-    log.info("stable-diffusion.cpp", 961, `${"Diffusion model weight type stat:".padEnd(34)}${wtypeStat(new Map([[dmType, p.diffusion.tensors]]))}`);
-    log.info("stable-diffusion.cpp", 962, `${"VAE weight type stat:".padEnd(34)}${wtypeStat(new Map([[vaeType, p.vaeFull.tensors]]))}`);
+    logWeightTypeStats(log, p, { te: teType, diffusion: dmType, vae: vaeType });
 
     // building the model graphs: most of the time before `listening on` (listenMs counts from
     // the spawn; performance.now() is the time since this process started)

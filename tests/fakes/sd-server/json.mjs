@@ -77,6 +77,19 @@ const CONTROL_NAMES = [
   "NUL", "SOH", "STX", "ETX", "EOT", "ENQ", "ACK", "BEL", "BS", "HT", "LF", "VT", "FF", "CR", "SO", "SI",
   "DLE", "DC1", "DC2", "DC3", "DC4", "NAK", "SYN", "ETB", "CAN", "EM", "SUB", "ESC", "FS", "GS", "RS", "US",
 ];
+
+/** `\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`: the escape's letter → the byte it stands for. */
+const SIMPLE_ESCAPES = new Map([
+  [0x22, 0x22],
+  [0x5c, 0x5c],
+  [0x2f, 0x2f],
+  [0x62, 0x08],
+  [0x66, 0x0c],
+  [0x6e, 0x0a],
+  [0x72, 0x0d],
+  [0x74, 0x09],
+]);
+
 const CONTROL_SHORT = /** @type {Record<number, string>} */ ({ 8: "b", 9: "t", 10: "n", 12: "f", 13: "r" });
 
 class Lexer {
@@ -246,65 +259,43 @@ class Lexer {
       if (c === 0x22) return "value_string";
       if (c === 0x5c) {
         const e = this.get();
-        switch (e) {
-          case 0x22:
-            this.add(0x22);
-            continue;
-          case 0x5c:
-            this.add(0x5c);
-            continue;
-          case 0x2f:
-            this.add(0x2f);
-            continue;
-          case 0x62:
-            this.add(0x08);
-            continue;
-          case 0x66:
-            this.add(0x0c);
-            continue;
-          case 0x6e:
-            this.add(0x0a);
-            continue;
-          case 0x72:
-            this.add(0x0d);
-            continue;
-          case 0x74:
-            this.add(0x09);
-            continue;
-          case 0x75: {
-            const cp1 = this.getCodepoint();
-            let codepoint = cp1;
-            if (cp1 === -1) {
+        const simple = SIMPLE_ESCAPES.get(e);
+        if (simple !== undefined) {
+          this.add(simple);
+          continue;
+        }
+        if (e !== 0x75) {
+          this.errorMessage = "invalid string: forbidden character after backslash";
+          return "parse_error";
+        }
+        const cp1 = this.getCodepoint();
+        let codepoint = cp1;
+        if (cp1 === -1) {
+          this.errorMessage = "invalid string: '\\u' must be followed by 4 hex digits";
+          return "parse_error";
+        }
+        if (cp1 >= 0xd800 && cp1 <= 0xdbff) {
+          if (this.get() === 0x5c && this.get() === 0x75) {
+            const cp2 = this.getCodepoint();
+            if (cp2 === -1) {
               this.errorMessage = "invalid string: '\\u' must be followed by 4 hex digits";
               return "parse_error";
             }
-            if (cp1 >= 0xd800 && cp1 <= 0xdbff) {
-              if (this.get() === 0x5c && this.get() === 0x75) {
-                const cp2 = this.getCodepoint();
-                if (cp2 === -1) {
-                  this.errorMessage = "invalid string: '\\u' must be followed by 4 hex digits";
-                  return "parse_error";
-                }
-                if (cp2 >= 0xdc00 && cp2 <= 0xdfff) codepoint = (cp1 << 10) + cp2 - 0x35fdc00;
-                else {
-                  this.errorMessage = "invalid string: surrogate U+D800..U+DBFF must be followed by U+DC00..U+DFFF";
-                  return "parse_error";
-                }
-              } else {
-                this.errorMessage = "invalid string: surrogate U+D800..U+DBFF must be followed by U+DC00..U+DFFF";
-                return "parse_error";
-              }
-            } else if (cp1 >= 0xdc00 && cp1 <= 0xdfff) {
-              this.errorMessage = "invalid string: surrogate U+DC00..U+DFFF must follow U+D800..U+DBFF";
+            if (cp2 >= 0xdc00 && cp2 <= 0xdfff) codepoint = (cp1 << 10) + cp2 - 0x35fdc00;
+            else {
+              this.errorMessage = "invalid string: surrogate U+D800..U+DBFF must be followed by U+DC00..U+DFFF";
               return "parse_error";
             }
-            for (const b of Buffer.from(String.fromCodePoint(codepoint), "utf8")) this.add(b);
-            continue;
-          }
-          default:
-            this.errorMessage = "invalid string: forbidden character after backslash";
+          } else {
+            this.errorMessage = "invalid string: surrogate U+D800..U+DBFF must be followed by U+DC00..U+DFFF";
             return "parse_error";
+          }
+        } else if (cp1 >= 0xdc00 && cp1 <= 0xdfff) {
+          this.errorMessage = "invalid string: surrogate U+DC00..U+DFFF must follow U+D800..U+DBFF";
+          return "parse_error";
         }
+        for (const b of Buffer.from(String.fromCodePoint(codepoint), "utf8")) this.add(b);
+        continue;
       }
       if (c <= 0x1f) {
         const hex = c.toString(16).toUpperCase().padStart(4, "0");

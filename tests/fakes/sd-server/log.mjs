@@ -12,9 +12,7 @@
  * write on fd 1/2 (tests/fakes/sd-cli/output.mjs writeChunk), so the order between the two
  * streams is program order. Once the process is dying (`silence()`), nothing is written.
  */
-import { writeChunk } from "../sd-cli/output.mjs";
-
-const TAG_COLORS = { DEBUG: 37, INFO: 34, WARN: 35, ERROR: 31 };
+import { Logger, TAG_COLORS, writeChunk } from "../sd-cli/output.mjs";
 
 let silenced = false;
 /** Stop all output (the process is being torn down by a signal). */
@@ -27,13 +25,8 @@ export function out(fd, data) {
   if (!silenced) writeChunk(fd, data);
 }
 
-export class ServerLogger {
-  /** @param {{ verbose: boolean, color: boolean }} opts */
-  constructor(opts) {
-    this.verbose = opts.verbose;
-    this.color = opts.color;
-  }
-
+/** sd-cli's Logger (the same LOG_ macros and levels), writing the way sd-server's log_print does. */
+export class ServerLogger extends Logger {
   /**
    * LOG_xxx: `[LEVEL] file:LINE - message\n` (`%s:%-4d - `); ERROR goes to stderr.
    * @param {"DEBUG" | "INFO" | "WARN" | "ERROR"} level @param {string} file @param {number} line @param {string} msg
@@ -55,22 +48,5 @@ export class ServerLogger {
   ggmlError(msg) {
     out(2, this.color ? "\x1b[31;1m[ERROR]\x1b[0m " : "[ERROR] ");
     out(2, msg);
-  }
-
-  /** @param {string} file @param {number} line @param {string} msg */
-  info(file, line, msg) {
-    this.log("INFO", file, line, msg);
-  }
-  /** @param {string} file @param {number} line @param {string} msg */
-  warn(file, line, msg) {
-    this.log("WARN", file, line, msg);
-  }
-  /** @param {string} file @param {number} line @param {string} msg */
-  error(file, line, msg) {
-    this.log("ERROR", file, line, msg);
-  }
-  /** @param {string} file @param {number} line @param {string} msg */
-  debug(file, line, msg) {
-    this.log("DEBUG", file, line, msg);
   }
 }

@@ -28,6 +28,7 @@ import {
   valueStr,
   dumpJson,
 } from "./json.mjs";
+import { imageSizeOf } from "../sd-cli/image.mjs";
 
 /** @typedef {import("./json.mjs").JsonValue} JsonValue */
 /** @typedef {import("./log.mjs").ServerLogger} ServerLogger */
@@ -250,26 +251,6 @@ function decodeBase64Bytes(s) {
     for (let k = 0; k < rest - 1; k++) bytes.push(/** @type {number} */ (tail[k]));
   }
   return Buffer.from(bytes);
-}
-
-/** Width and height of PNG or JPEG bytes (what stb_image loads), or null. @param {Buffer} buf */
-export function imageSizeOf(buf) {
-  if (buf.length >= 24 && buf.readUInt32BE(0) === 0x89504e47 && buf.toString("latin1", 12, 16) === "IHDR") {
-    return { width: buf.readUInt32BE(16), height: buf.readUInt32BE(20) };
-  }
-  if (buf.length > 4 && buf[0] === 0xff && buf[1] === 0xd8) {
-    let i = 2;
-    while (i + 9 < buf.length) {
-      if (buf[i] !== 0xff) return null;
-      const marker = /** @type {number} */ (buf[i + 1]);
-      const len = buf.readUInt16BE(i + 2);
-      if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
-        return { height: buf.readUInt16BE(i + 5), width: buf.readUInt16BE(i + 7) };
-      }
-      i += 2 + len;
-    }
-  }
-  return null;
 }
 
 /**
