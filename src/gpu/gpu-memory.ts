@@ -1,4 +1,4 @@
-import { execa } from "execa";
+import { toolOutput } from "../config/index.js";
 
 /**
  * The card's memory, read from the vendor's tool (REFERENCE.md §7). What the VRAM ledger
@@ -58,11 +58,7 @@ export function parseRocmSmiMemory(stdout: string): GpuMemory | undefined {
   }
 }
 
-async function run(bin: string, args: string[], signal: AbortSignal | undefined): Promise<string | undefined> {
-  try {
-    const result = await execa(bin, args, { timeout: timeoutMs, reject: false, stdin: "ignore", ...(signal ? { cancelSignal: signal } : {}) });
-    return result.exitCode === 0 && typeof result.stdout === "string" ? result.stdout : undefined;
-  } catch {
-    return undefined;
-  }
+/** The tool's stdout, or undefined; an abort too is "unknown" here, never an error. */
+function run(bin: string, args: string[], signal: AbortSignal | undefined): Promise<string | undefined> {
+  return toolOutput(bin, args, { signal, timeoutMs }).catch(() => undefined);
 }

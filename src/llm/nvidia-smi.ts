@@ -1,5 +1,4 @@
-import { execa } from "execa";
-import { locateExecutable } from "../config/index.js";
+import { locateExecutable, toolOutput } from "../config/index.js";
 
 /**
  * What nvidia-smi reports. Free VRAM: a number for the status page and the unload report,
@@ -26,23 +25,11 @@ export async function readFreeVramMiB(
   bin: string,
   opts: { signal?: AbortSignal | undefined; timeoutMs?: number } = {},
 ): Promise<number | undefined> {
-  try {
-    const result = await execa(bin, ["--query-gpu=memory.free", "--format=csv,noheader,nounits"], {
-      timeout: opts.timeoutMs ?? 5_000,
-      reject: false,
-      stdin: "ignore",
-      ...(opts.signal ? { cancelSignal: opts.signal } : {}),
-    });
-    if (opts.signal?.aborted) throw opts.signal.reason;
-    if (result.exitCode !== 0 || typeof result.stdout !== "string") return undefined;
-    const first = result.stdout.split("\n").map((l) => l.trim()).find((l) => l !== "");
-    if (first === undefined || !/^\d+(\.\d+)?$/.test(first)) return undefined;
-    return Math.round(Number(first));
-  } catch (err) {
-    if (opts.signal?.aborted) throw opts.signal.reason;
-    void err;
-    return undefined;
-  }
+  const stdout = await toolOutput(bin, ["--query-gpu=memory.free", "--format=csv,noheader,nounits"], opts);
+  if (stdout === undefined) return undefined;
+  const first = stdout.split("\n").map((l) => l.trim()).find((l) => l !== "");
+  if (first === undefined || !/^\d+(\.\d+)?$/.test(first)) return undefined;
+  return Math.round(Number(first));
 }
 
 /** One process nvidia-smi lists as holding GPU memory (`--query-compute-apps`). */
@@ -62,21 +49,8 @@ export async function readComputeApps(
   bin: string,
   opts: { signal?: AbortSignal | undefined; timeoutMs?: number } = {},
 ): Promise<ComputeApp[] | undefined> {
-  try {
-    const result = await execa(bin, ["--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"], {
-      timeout: opts.timeoutMs ?? 5_000,
-      reject: false,
-      stdin: "ignore",
-      ...(opts.signal ? { cancelSignal: opts.signal } : {}),
-    });
-    if (opts.signal?.aborted) throw opts.signal.reason;
-    if (result.exitCode !== 0 || typeof result.stdout !== "string") return undefined;
-    return parseComputeApps(result.stdout);
-  } catch (err) {
-    if (opts.signal?.aborted) throw opts.signal.reason;
-    void err;
-    return undefined;
-  }
+  const stdout = await toolOutput(bin, ["--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"], opts);
+  return stdout === undefined ? undefined : parseComputeApps(stdout);
 }
 
 /**
